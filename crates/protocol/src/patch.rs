@@ -519,7 +519,7 @@ impl State {
             }
             (_, None, Some(v)) if attr.is_complex() => {
                 // RFC 7644 §3.5.2.3: sub-attributes not given are left unchanged; a null one is removed.
-                let Value::Object(given) = v else {
+                let Some(given) = complex_input(attr, v, opts) else {
                     return Err(ScimError::invalid_value(format!("'{path}' is complex and takes an object")));
                 };
                 let slot = map.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
@@ -527,7 +527,7 @@ impl State {
                     *slot = Value::Object(Map::new());
                 }
                 if let Value::Object(obj) = slot {
-                    for (k, sv) in given {
+                    for (k, sv) in given.iter() {
                         let Some(sub) = attr.sub_attribute(k) else {
                             if opts.lenient {
                                 continue;
@@ -844,7 +844,7 @@ fn apply_to_list(
                     add_items(items, delta, attr, new_items);
                 }
             } else if sub.name == "primary" && sub_value == Some(Value::Bool(true)) {
-                demote_primaries(items, delta, |i| matches(i));
+                demote_primaries(items, delta, |_, i| matches(i));
             }
         }
         (_, Some(f), None) => {
@@ -921,20 +921,31 @@ fn add_items(items: &mut Vec<Value>, delta: &mut Delta<'_>, attr: &AttributeDef,
     if new_primary {
         // RFC 7643 §2.4: the newest primary wins; earlier ones are set to false.
         let last = items.iter().rposition(|i| i.get("primary") == Some(&Value::Bool(true)));
-        let mut index = 0;
-        demote_primaries(items, delta, |_| {
-            let keep = Some(index) == last;
-            index += 1;
-            keep
-        });
+        demote_primaries(items, delta, |index, _| Some(index) == last);
     }
 }
 
-/// Sets `primary` to false on every value for which `keep` is false.
-fn demote_primaries(items: &mut [Value], delta: &mut Delta<'_>, mut keep: impl FnMut(&Value) -> bool) {
-    for item in items.iter_mut() {
+/// The object given for a single-valued complex attribute. Leniently, as Entra ID sends for
+/// `manager`, also a one-element array of it, or a bare id standing for `{"value": id}`.
+fn complex_input<'v>(attr: &AttributeDef, v: &'v Value, opts: NormalizeOptions) -> Option<std::borrow::Cow<'v, Map<String, Value>>> {
+    use std::borrow::Cow;
+    match v {
+        Value::Object(given) => Some(Cow::Borrowed(given)),
+        Value::Array(items) if opts.lenient && items.len() == 1 => complex_input(attr, &items[0], opts),
+        Value::String(_) | Value::Number(_) if opts.lenient && attr.sub_attribute("value").is_some() => {
+            let mut m = Map::new();
+            m.insert("value".into(), v.clone());
+            Some(Cow::Owned(m))
+        }
+        _ => None,
+    }
+}
+
+/// Sets `primary` to false on every value for which `keep(index, value)` is false.
+fn demote_primaries(items: &mut [Value], delta: &mut Delta<'_>, mut keep: impl FnMut(usize, &Value) -> bool) {
+    for (index, item) in items.iter_mut().enumerate() {
         let is_primary = item.get("primary") == Some(&Value::Bool(true));
-        if is_primary && !keep(item) {
+        if is_primary && !keep(index, item) {
             let before = item.clone();
             if let Value::Object(obj) = item {
                 obj.insert("primary".into(), Value::Bool(false));
