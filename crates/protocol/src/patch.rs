@@ -607,7 +607,7 @@ impl State {
             Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
             _ => vec![rs.core.id.clone()],
         };
-        let urn_keys: Vec<String> = self.root.keys().filter(|k| k.len() > 4 && k[..4].eq_ignore_ascii_case("urn:")).cloned().collect();
+        let urn_keys: Vec<String> = self.root.keys().filter(|k| crate::path::has_urn_prefix(k)).cloned().collect();
         for urn in urn_keys {
             let empty = matches!(self.root.get(&urn), Some(Value::Object(o)) if o.is_empty());
             if empty {

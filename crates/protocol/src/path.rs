@@ -54,11 +54,15 @@ impl AttrPath {
 /// Splits a URN-qualified path at the colon before the attribute name. URNs contain dots
 /// ("2.0"), so only the text after the last colon can hold the `name.sub` part.
 fn split_urn(text: &str) -> (Option<String>, &str, usize) {
-    let is_urn = text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:");
     match text.rfind(':') {
-        Some(colon) if is_urn => (Some(text[..colon].to_string()), &text[colon + 1..], colon + 1),
+        Some(colon) if has_urn_prefix(text) => (Some(text[..colon].to_string()), &text[colon + 1..], colon + 1),
         _ => (None, text, 0),
     }
+}
+
+/// Whether `text` starts with `urn:` in any case. Safe on any UTF-8 input.
+pub(crate) fn has_urn_prefix(text: &str) -> bool {
+    text.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:"))
 }
 
 /// RFC 7643 §2.1: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA;
@@ -111,6 +115,12 @@ mod tests {
         assert_eq!(p.sub.as_deref(), Some("value"));
         assert_eq!(p.to_string(), "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value");
         assert_eq!(AttrPath::parse("members.$ref").unwrap().sub.as_deref(), Some("$ref"));
+    }
+
+    #[test]
+    fn multibyte_text_near_the_urn_prefix_is_an_error_not_a_panic() {
+        assert!(AttrPath::parse("ine\u{1a8}\u{1}").is_err());
+        assert!(AttrPath::parse("ur\u{e9}").is_err());
     }
 
     #[test]

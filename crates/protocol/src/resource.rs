@@ -59,7 +59,7 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
             }
             continue;
         }
-        let is_urn = key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:");
+        let is_urn = crate::path::has_urn_prefix(key);
         if is_urn {
             // Either a URN-qualified attribute (`urn:…:User:employeeNumber`) or the object of an
             // extension this server does not know, which is kept as it was sent.

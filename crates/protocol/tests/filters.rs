@@ -246,3 +246,11 @@ fn string_literals_decode_json_escapes() {
     let again = Filter::parse(&filter.to_string()).expect("printed form parses");
     assert_eq!(filter, again);
 }
+
+#[test]
+fn number_literals_print_back_exactly() {
+    for text in ["het le 114444444444.54444404445", "x gt 1e-7", "x eq -0.1", "x lt 12345678901234567890"] {
+        let filter = Filter::parse(text).expect("parses");
+        assert_eq!(Filter::parse(&filter.to_string()).expect("printed form parses"), filter, "{text}");
+    }
+}
