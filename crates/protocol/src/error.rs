@@ -37,6 +37,16 @@ impl ScimType {
 
 /// A protocol-level failure: an HTTP status, an optional `scimType` and a human readable detail
 /// that names the attribute, path or filter position at fault.
+///
+/// ```
+/// use scimgate_protocol::ScimError;
+///
+/// let err = ScimError::uniqueness("userName 'bjensen' is already taken");
+/// assert_eq!(err.status, 409);
+/// let body = serde_json::to_value(err.to_response()).unwrap();
+/// assert_eq!(body["scimType"], "uniqueness");
+/// assert_eq!(body["status"], "409");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {}: {detail}", scim_type.map(ScimType::as_str).unwrap_or("error"))]
 pub struct ScimError {
@@ -47,7 +57,11 @@ pub struct ScimError {
 
 impl ScimError {
     pub fn new(status: u16, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type, detail: detail.into() }
+        ScimError {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
     pub fn bad_request(scim_type: ScimType, detail: impl Into<String>) -> Self {
         Self::new(400, Some(scim_type), detail)

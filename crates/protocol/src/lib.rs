@@ -33,9 +33,15 @@ pub mod schema;
 
 pub use error::{ScimError, ScimType};
 pub use filter::{CompValue, CompareOp, Filter, FilterError, ParseLimits};
-pub use patch::{apply_patch, Change, PatchOpKind, PatchOperation, PatchOutcome, PatchPath, PatchRequest};
+pub use patch::{
+    apply_patch, Change, PatchOpKind, PatchOperation, PatchOutcome, PatchPath, PatchRequest,
+};
 pub use path::AttrPath;
 pub use projection::{sort_resources, Projection};
-pub use registry::{ResourceSchemas, SchemaRegistry, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
+pub use registry::{
+    ResourceSchemas, SchemaRegistry, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA,
+};
 pub use resource::{normalize, NormalizeOptions};
-pub use schema::{AttributeDef, AttributeType, Mutability, ResourceType, Returned, Schema, Uniqueness};
+pub use schema::{
+    AttributeDef, AttributeType, Mutability, ResourceType, Returned, Schema, Uniqueness,
+};

@@ -12,11 +12,22 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
-pub const SERVICE_PROVIDER_CONFIG: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const SERVICE_PROVIDER_CONFIG: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 pub const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 pub const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// RFC 7644 §3.4.2 query results. `next_cursor` is RFC 9865 cursor pagination.
+///
+/// ```
+/// use scimgate_protocol::messages::ListResponse;
+/// use serde_json::json;
+///
+/// let page = ListResponse::new(vec![json!({"id": "1"})], 10, Some(1));
+/// let body = serde_json::to_value(&page).unwrap();
+/// assert_eq!(body["totalResults"], 10);
+/// assert_eq!(body["Resources"][0]["id"], "1");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T = Value> {
@@ -57,7 +68,12 @@ pub struct ErrorResponse {
 
 impl ErrorResponse {
     pub fn new(status: u16, scim_type: Option<ScimType>, detail: String) -> Self {
-        ErrorResponse { schemas: vec![ERROR.into()], status: status.to_string(), scim_type, detail }
+        ErrorResponse {
+            schemas: vec![ERROR.into()],
+            status: status.to_string(),
+            scim_type,
+            detail,
+        }
     }
 }
 
@@ -67,9 +83,17 @@ impl ErrorResponse {
 pub struct SearchRequest {
     #[serde(default)]
     pub schemas: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_list"
+    )]
     pub attributes: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_list"
+    )]
     pub excluded_attributes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
@@ -102,7 +126,11 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<S
 
 /// Splits a comma-separated `attributes` parameter, dropping blanks.
 pub fn split_attribute_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// RFC 7644 §3.5.2 PATCH body, as sent on the wire (parse with [`crate::patch::PatchRequest`]).
@@ -188,8 +216,12 @@ impl ServiceProviderFeatures {
     /// The RFC 7643 §5 document, with bearer authentication.
     pub fn to_document(&self) -> Value {
         let bulk = match self.bulk {
-            Some((ops, payload)) => serde_json::json!({"supported": true, "maxOperations": ops, "maxPayloadSize": payload}),
-            None => serde_json::json!({"supported": false, "maxOperations": 0, "maxPayloadSize": 0}),
+            Some((ops, payload)) => {
+                serde_json::json!({"supported": true, "maxOperations": ops, "maxPayloadSize": payload})
+            }
+            None => {
+                serde_json::json!({"supported": false, "maxOperations": 0, "maxPayloadSize": 0})
+            }
         };
         let mut doc = serde_json::json!({
             "schemas": [SERVICE_PROVIDER_CONFIG],

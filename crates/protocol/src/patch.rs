@@ -45,18 +45,28 @@ pub struct PatchPath {
 impl PatchPath {
     /// Parses a path; errors are `invalidPath` and give the byte position.
     pub fn parse(text: &str) -> Result<PatchPath, ScimError> {
-        let bad = |at: usize, msg: &str| ScimError::invalid_path(format!("invalid path \"{text}\" at byte {at}: {msg}"));
+        let bad = |at: usize, msg: &str| {
+            ScimError::invalid_path(format!("invalid path \"{text}\" at byte {at}: {msg}"))
+        };
         let trimmed = text.trim();
         let lead = text.len() - text.trim_start().len();
         let Some(open) = trimmed.find('[') else {
             let attr = AttrPath::parse(trimmed).map_err(|(at, m)| bad(lead + at, &m))?;
-            return Ok(PatchPath { attr, filter: None, sub: None });
+            return Ok(PatchPath {
+                attr,
+                filter: None,
+                sub: None,
+            });
         };
         let attr = AttrPath::parse(&trimmed[..open]).map_err(|(at, m)| bad(lead + at, &m))?;
         if attr.sub.is_some() {
-            return Err(bad(lead + open, "a value filter applies to an attribute, not to a sub-attribute"));
+            return Err(bad(
+                lead + open,
+                "a value filter applies to an attribute, not to a sub-attribute",
+            ));
         }
-        let close = find_closing_bracket(trimmed, open).ok_or_else(|| bad(lead + open, "missing ']'"))?;
+        let close =
+            find_closing_bracket(trimmed, open).ok_or_else(|| bad(lead + open, "missing ']'"))?;
         let inner = &trimmed[open + 1..close];
         let filter = parse_value_filter(inner, &ParseLimits::default())
             .map_err(|e| bad(lead + open + 1 + e.position, &e.message))?;
@@ -70,9 +80,16 @@ impl PatchPath {
             }
             Some(sub.name)
         } else {
-            return Err(bad(lead + close + 1, "expected '.' and a sub-attribute name after ']'"));
+            return Err(bad(
+                lead + close + 1,
+                "expected '.' and a sub-attribute name after ']'",
+            ));
         };
-        Ok(PatchPath { attr, filter: Some(filter), sub })
+        Ok(PatchPath {
+            attr,
+            filter: Some(filter),
+            sub,
+        })
     }
 }
 
@@ -114,6 +131,20 @@ pub struct PatchOperation {
 }
 
 /// A parsed PATCH request body.
+/// Op names are accepted in any case, as Entra ID sends them.
+///
+/// ```
+/// use scimgate_protocol::{PatchOpKind, PatchRequest};
+/// use serde_json::json;
+///
+/// let body = json!({
+///     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+///     "Operations": [{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "b@example.com"}]
+/// });
+/// let request = PatchRequest::parse(&body).unwrap();
+/// assert_eq!(request.operations[0].op, PatchOpKind::Replace);
+/// assert_eq!(request.operations[0].path.as_ref().unwrap().to_string(), r#"emails[type eq "work"].value"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PatchRequest {
     pub operations: Vec<PatchOperation>,
@@ -123,9 +154,9 @@ impl PatchRequest {
     /// Parses a PatchOp body. Accepts `op` in any case and `Operations` under any casing of its
     /// key, as Entra ID and others send them.
     pub fn parse(body: &Value) -> Result<PatchRequest, ScimError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ScimError::invalid_syntax("the PATCH body must be a JSON object (a PatchOp message)"))?;
+        let obj = body.as_object().ok_or_else(|| {
+            ScimError::invalid_syntax("the PATCH body must be a JSON object (a PatchOp message)")
+        })?;
         let ops = obj
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("Operations"))
@@ -136,10 +167,15 @@ impl PatchRequest {
             .ok_or_else(|| ScimError::invalid_syntax("'Operations' must be an array"))?;
         let mut operations = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
-            let op_obj = op
-                .as_object()
-                .ok_or_else(|| ScimError::invalid_syntax(format!("Operations[{i}] must be an object")))?;
-            let field = |name: &str| op_obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+            let op_obj = op.as_object().ok_or_else(|| {
+                ScimError::invalid_syntax(format!("Operations[{i}] must be an object"))
+            })?;
+            let field = |name: &str| {
+                op_obj
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            };
             let kind = match field("op") {
                 Some(Value::String(s)) => PatchOpKind::parse(s).ok_or_else(|| {
                     ScimError::invalid_syntax(format!("Operations[{i}].op: unknown operation '{s}'; expected add, remove or replace"))
@@ -152,12 +188,19 @@ impl PatchRequest {
                 Some(Value::String(s)) => Some(PatchPath::parse(s).map_err(|e| {
                     ScimError::invalid_path(format!("Operations[{i}].path: {}", e.detail))
                 })?),
-                Some(_) => return Err(ScimError::invalid_path(format!("Operations[{i}].path must be a string"))),
+                Some(_) => {
+                    return Err(ScimError::invalid_path(format!(
+                        "Operations[{i}].path must be a string"
+                    )))
+                }
             };
             let value = field("value").cloned();
             match (kind, &path, &value) {
                 (PatchOpKind::Add | PatchOpKind::Replace, _, None) => {
-                    return Err(ScimError::invalid_syntax(format!("Operations[{i}]: '{}' needs a 'value'", op_name(kind))))
+                    return Err(ScimError::invalid_syntax(format!(
+                        "Operations[{i}]: '{}' needs a 'value'",
+                        op_name(kind)
+                    )))
                 }
                 (PatchOpKind::Add | PatchOpKind::Replace, None, Some(v)) if !v.is_object() => {
                     return Err(ScimError::invalid_syntax(format!(
@@ -165,11 +208,17 @@ impl PatchRequest {
                     )))
                 }
                 (PatchOpKind::Remove, None, None | Some(Value::Null)) => {
-                    return Err(ScimError::no_target(format!("Operations[{i}]: 'remove' needs a 'path'")))
+                    return Err(ScimError::no_target(format!(
+                        "Operations[{i}]: 'remove' needs a 'path'"
+                    )))
                 }
                 _ => {}
             }
-            operations.push(PatchOperation { op: kind, path, value });
+            operations.push(PatchOperation {
+                op: kind,
+                path,
+                value,
+            });
         }
         Ok(PatchRequest { operations })
     }
@@ -188,8 +237,16 @@ fn op_name(kind: PatchOpKind) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Change {
-    Value { path: String, old: Option<Value>, new: Option<Value> },
-    Values { path: String, added: Vec<Value>, removed: Vec<Value> },
+    Value {
+        path: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    Values {
+        path: String,
+        added: Vec<Value>,
+        removed: Vec<Value>,
+    },
 }
 
 impl Change {
@@ -208,7 +265,6 @@ pub struct PatchOutcome {
     pub changes: Vec<Change>,
 }
 
-
 /// One attribute-level step of a PATCH, after path-less values have been split by key.
 enum Step<'a, 'v> {
     /// An attribute of a known schema.
@@ -221,7 +277,12 @@ enum Step<'a, 'v> {
         value: Option<&'v Value>,
     },
     /// An attribute of an extension this server does not know: kept verbatim.
-    Verbatim { op: PatchOpKind, urn: String, name: String, value: Option<&'v Value> },
+    Verbatim {
+        op: PatchOpKind,
+        urn: String,
+        name: String,
+        value: Option<&'v Value>,
+    },
     /// The whole object of an extension.
     RemoveExtension { urn: String },
 }
@@ -235,6 +296,26 @@ struct Expanded<'v> {
 }
 
 /// Applies `request` to a resource in canonical form (see [`crate::resource::normalize`]).
+///
+/// Nothing is changed when an operation fails: the error is returned and the caller keeps the
+/// resource it had.
+///
+/// ```
+/// use scimgate_protocol::{apply_patch, Change, NormalizeOptions, PatchRequest, SchemaRegistry};
+/// use serde_json::json;
+///
+/// let registry = SchemaRegistry::standard();
+/// let groups = registry.view("Group").unwrap();
+/// let group = json!({"displayName": "Staff", "members": [{"value": "u1"}, {"value": "u2"}, {"value": "u3"}]});
+/// // Entra ID removes members by listing them; only those listed go.
+/// let request = PatchRequest::parse(&json!({
+///     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+///     "Operations": [{"op": "Remove", "path": "members", "value": [{"value": "u2"}]}]
+/// })).unwrap();
+/// let outcome = apply_patch(group, &request, &groups, NormalizeOptions::default()).unwrap();
+/// assert_eq!(outcome.resource["members"], json!([{"value": "u1"}, {"value": "u3"}]));
+/// assert_eq!(outcome.changes, vec![Change::Values { path: "members".into(), added: vec![], removed: vec![json!({"value": "u2"})] }]);
+/// ```
 pub fn apply_patch(
     resource: Value,
     request: &PatchRequest,
@@ -242,10 +323,16 @@ pub fn apply_patch(
     opts: NormalizeOptions,
 ) -> Result<PatchOutcome, ScimError> {
     let Value::Object(root) = resource else {
-        return Err(ScimError::invalid_value("the stored resource is not a JSON object"));
+        return Err(ScimError::invalid_value(
+            "the stored resource is not a JSON object",
+        ));
     };
     let expanded = expand(request, rs)?;
-    let mut state = State { root, tracker: Tracker::default(), opts };
+    let mut state = State {
+        root,
+        tracker: Tracker::default(),
+        opts,
+    };
     for item in &expanded {
         for step in resolve_step(item, rs, opts)? {
             state.apply(step)?;
@@ -255,27 +342,49 @@ pub fn apply_patch(
 }
 
 /// Splits path-less operations into one operation per key of their value, in order.
-fn expand<'v>(request: &'v PatchRequest, rs: &ResourceSchemas<'_>) -> Result<Vec<Expanded<'v>>, ScimError> {
+fn expand<'v>(
+    request: &'v PatchRequest,
+    rs: &ResourceSchemas<'_>,
+) -> Result<Vec<Expanded<'v>>, ScimError> {
     use std::borrow::Cow;
     let mut out = Vec::with_capacity(request.operations.len());
     for operation in &request.operations {
         if let Some(path) = &operation.path {
-            out.push(Expanded { op: operation.op, path: Cow::Borrowed(path), value: operation.value.as_ref(), explicit: true });
+            out.push(Expanded {
+                op: operation.op,
+                path: Cow::Borrowed(path),
+                value: operation.value.as_ref(),
+                explicit: true,
+            });
             continue;
         }
         let Some(Value::Object(values)) = &operation.value else {
-            return Err(ScimError::no_target("an operation without 'path' needs an object 'value'"));
+            return Err(ScimError::no_target(
+                "an operation without 'path' needs an object 'value'",
+            ));
         };
         for (key, value) in values {
-            if ["schemas", "id", "meta"].iter().any(|k| key.eq_ignore_ascii_case(k)) {
+            if ["schemas", "id", "meta"]
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k))
+            {
                 continue;
             }
             let path = match rs.extension(key) {
                 // `{"urn:…:enterprise:2.0:User": {...}}` names the whole extension.
-                Some(ext) => PatchPath { attr: whole_extension_path(&ext.id), filter: None, sub: None },
+                Some(ext) => PatchPath {
+                    attr: whole_extension_path(&ext.id),
+                    filter: None,
+                    sub: None,
+                },
                 None => PatchPath::parse(key)?,
             };
-            out.push(Expanded { op: operation.op, path: Cow::Owned(path), value: Some(value), explicit: false });
+            out.push(Expanded {
+                op: operation.op,
+                path: Cow::Owned(path),
+                value: Some(value),
+                explicit: false,
+            });
         }
     }
     Ok(out)
@@ -285,41 +394,68 @@ fn expand<'v>(request: &'v PatchRequest, rs: &ResourceSchemas<'_>) -> Result<Vec
 /// last colon becomes the "name". This rebuilds the full URN for comparison.
 fn whole_extension_path(urn: &str) -> AttrPath {
     match urn.rfind(':') {
-        Some(i) => AttrPath { urn: Some(urn[..i].to_string()), name: urn[i + 1..].to_string(), sub: None },
+        Some(i) => AttrPath {
+            urn: Some(urn[..i].to_string()),
+            name: urn[i + 1..].to_string(),
+            sub: None,
+        },
         None => AttrPath::new(urn),
     }
 }
 
-fn resolve_step<'a, 'v>(item: &'v Expanded<'v>, rs: &ResourceSchemas<'a>, opts: NormalizeOptions) -> Result<Vec<Step<'a, 'v>>, ScimError> {
+fn resolve_step<'a, 'v>(
+    item: &'v Expanded<'v>,
+    rs: &ResourceSchemas<'a>,
+    opts: NormalizeOptions,
+) -> Result<Vec<Step<'a, 'v>>, ScimError> {
     let path: &'v PatchPath = &item.path;
     let op = item.op;
-    let skip_or = |e: ScimError| if !item.explicit && opts.lenient { Ok(vec![]) } else { Err(e) };
+    let skip_or = |e: ScimError| {
+        if !item.explicit && opts.lenient {
+            Ok(vec![])
+        } else {
+            Err(e)
+        }
+    };
 
     if path.filter.is_none() && path.attr.sub.is_none() {
         if let Some(urn) = &path.attr.urn {
             if let Some(ext) = rs.extension(&format!("{urn}:{}", path.attr.name)) {
                 return match (op, item.value) {
-                    (PatchOpKind::Remove, _) | (_, Some(Value::Null)) => Ok(vec![Step::RemoveExtension { urn: ext.id.clone() }]),
+                    (PatchOpKind::Remove, _) | (_, Some(Value::Null)) => {
+                        Ok(vec![Step::RemoveExtension {
+                            urn: ext.id.clone(),
+                        }])
+                    }
                     (_, Some(Value::Object(attrs))) => {
                         let mut steps = Vec::with_capacity(attrs.len());
                         for (name, value) in attrs {
                             match ext.attribute(name) {
-                                Some(attr) if attr.mutability != Mutability::ReadOnly => steps.push(Step::Known {
-                                    op,
-                                    container: Container::Extension(ext.id.as_str()),
-                                    attr,
-                                    filter: None,
-                                    sub: None,
-                                    value: Some(value),
-                                }),
+                                Some(attr) if attr.mutability != Mutability::ReadOnly => steps
+                                    .push(Step::Known {
+                                        op,
+                                        container: Container::Extension(ext.id.as_str()),
+                                        attr,
+                                        filter: None,
+                                        sub: None,
+                                        value: Some(value),
+                                    }),
                                 Some(_) => {}
                                 None if opts.lenient => {}
-                                None => return Err(ScimError::invalid_path(format!("unknown attribute '{}:{name}'", ext.id))),
+                                None => {
+                                    return Err(ScimError::invalid_path(format!(
+                                        "unknown attribute '{}:{name}'",
+                                        ext.id
+                                    )))
+                                }
                             }
                         }
                         Ok(steps)
                     }
-                    _ => Err(ScimError::invalid_value(format!("the value for '{}' must be an object", ext.id))),
+                    _ => Err(ScimError::invalid_value(format!(
+                        "the value for '{}' must be an object",
+                        ext.id
+                    ))),
                 };
             }
         }
@@ -329,16 +465,29 @@ fn resolve_step<'a, 'v>(item: &'v Expanded<'v>, rs: &ResourceSchemas<'a>, opts: 
         if let Some(urn) = &path.attr.urn {
             let known = urn.eq_ignore_ascii_case(&rs.core.id) || rs.extension(urn).is_some();
             if !known && path.filter.is_none() && path.attr.sub.is_none() {
-                return Ok(vec![Step::Verbatim { op, urn: urn.clone(), name: path.attr.name.clone(), value: item.value }]);
+                return Ok(vec![Step::Verbatim {
+                    op,
+                    urn: urn.clone(),
+                    name: path.attr.name.clone(),
+                    value: item.value,
+                }]);
             }
         }
-        return skip_or(ScimError::invalid_path(format!("'{}' is not an attribute of {}", path.attr, rs.resource_type.name)));
+        return skip_or(ScimError::invalid_path(format!(
+            "'{}' is not an attribute of {}",
+            path.attr, rs.resource_type.name
+        )));
     };
     let attr = resolved.attr;
     let sub = match (&path.sub, resolved.sub) {
         (Some(name), _) => match attr.sub_attribute(name) {
             Some(sub) => Some(sub),
-            None => return skip_or(ScimError::invalid_path(format!("'{}' has no sub-attribute '{name}'", attr.name))),
+            None => {
+                return skip_or(ScimError::invalid_path(format!(
+                    "'{}' has no sub-attribute '{name}'",
+                    attr.name
+                )))
+            }
         },
         (None, sub) => sub,
     };
@@ -352,7 +501,8 @@ fn resolve_step<'a, 'v>(item: &'v Expanded<'v>, rs: &ResourceSchemas<'a>, opts: 
         let validated = crate::filter::FilterContext::Element(attr);
         filter.validate_in_context(validated)?;
     }
-    let read_only = attr.mutability == Mutability::ReadOnly || sub.is_some_and(|s| s.mutability == Mutability::ReadOnly);
+    let read_only = attr.mutability == Mutability::ReadOnly
+        || sub.is_some_and(|s| s.mutability == Mutability::ReadOnly);
     if read_only {
         return if item.explicit {
             Err(ScimError::mutability(format!("'{path}' is read-only")))
@@ -360,7 +510,14 @@ fn resolve_step<'a, 'v>(item: &'v Expanded<'v>, rs: &ResourceSchemas<'a>, opts: 
             Ok(vec![])
         };
     }
-    Ok(vec![Step::Known { op, container: resolved.container, attr, filter: path.filter.as_ref(), sub, value: item.value }])
+    Ok(vec![Step::Known {
+        op,
+        container: resolved.container,
+        attr,
+        filter: path.filter.as_ref(),
+        sub,
+        value: item.value,
+    }])
 }
 
 type Key = (Option<String>, String);
@@ -416,7 +573,10 @@ impl State {
         match container {
             Container::Core => &mut self.root,
             Container::Extension(urn) => {
-                let slot = self.root.entry(urn.to_string()).or_insert_with(|| Value::Object(Map::new()));
+                let slot = self
+                    .root
+                    .entry(urn.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -442,11 +602,19 @@ impl State {
                 self.root.remove(&urn);
                 Ok(())
             }
-            Step::Verbatim { op, urn, name, value } => {
+            Step::Verbatim {
+                op,
+                urn,
+                name,
+                value,
+            } => {
                 let key = (Some(urn.clone()), name.clone());
                 let current = self.root.get(&urn).and_then(|o| o.get(&name)).cloned();
                 self.tracker.snapshot(&key, current.as_ref());
-                let slot = self.root.entry(urn).or_insert_with(|| Value::Object(Map::new()));
+                let slot = self
+                    .root
+                    .entry(urn)
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(obj) = slot {
                     match (op, value) {
                         (PatchOpKind::Remove, _) | (_, None | Some(Value::Null)) => {
@@ -459,11 +627,21 @@ impl State {
                 }
                 Ok(())
             }
-            Step::Known { op, container, attr, filter, sub, value } => {
-                let key: Key = (match container {
-                    Container::Core => None,
-                    Container::Extension(urn) => Some(urn.to_string()),
-                }, attr.name.clone());
+            Step::Known {
+                op,
+                container,
+                attr,
+                filter,
+                sub,
+                value,
+            } => {
+                let key: Key = (
+                    match container {
+                        Container::Core => None,
+                        Container::Extension(urn) => Some(urn.to_string()),
+                    },
+                    attr.name.clone(),
+                );
                 if attr.multi_valued {
                     self.apply_multi(op, container, &key, attr, filter, sub, value)
                 } else {
@@ -501,8 +679,15 @@ impl State {
             }
             (_, Some(sub), Some(v)) => {
                 let normalized = normalize_value(sub, v, &path, opts)?;
-                check_immutable_value(sub, map.get(&attr.name).and_then(|o| o.get(&sub.name)), normalized.as_ref(), &path)?;
-                let slot = map.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
+                check_immutable_value(
+                    sub,
+                    map.get(&attr.name).and_then(|o| o.get(&sub.name)),
+                    normalized.as_ref(),
+                    &path,
+                )?;
+                let slot = map
+                    .entry(attr.name.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(obj) = slot {
                     match normalized {
                         Some(n) => {
@@ -520,9 +705,13 @@ impl State {
             (_, None, Some(v)) if attr.is_complex() => {
                 // RFC 7644 §3.5.2.3: sub-attributes not given are left unchanged; a null one is removed.
                 let Some(given) = complex_input(attr, v, opts) else {
-                    return Err(ScimError::invalid_value(format!("'{path}' is complex and takes an object")));
+                    return Err(ScimError::invalid_value(format!(
+                        "'{path}' is complex and takes an object"
+                    )));
                 };
-                let slot = map.entry(attr.name.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let slot = map
+                    .entry(attr.name.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -532,7 +721,9 @@ impl State {
                             if opts.lenient {
                                 continue;
                             }
-                            return Err(ScimError::invalid_path(format!("'{path}' has no sub-attribute '{k}'")));
+                            return Err(ScimError::invalid_path(format!(
+                                "'{path}' has no sub-attribute '{k}'"
+                            )));
                         };
                         if sub.mutability == Mutability::ReadOnly {
                             continue;
@@ -594,9 +785,12 @@ impl State {
         };
         let (added, removed) = self.tracker.multi(key);
         let mut delta = Delta { added, removed };
-        let result = apply_to_list(&mut items, &mut delta, op, attr, filter, sub, value, &path, opts);
+        let result = apply_to_list(
+            &mut items, &mut delta, op, attr, filter, sub, value, &path, opts,
+        );
         if !items.is_empty() {
-            self.container(container).insert(attr.name.clone(), Value::Array(items));
+            self.container(container)
+                .insert(attr.name.clone(), Value::Array(items));
         }
         result
     }
@@ -604,10 +798,18 @@ impl State {
     fn finish(mut self, rs: &ResourceSchemas<'_>) -> Result<PatchOutcome, ScimError> {
         // Drop empty extension objects and keep `schemas` in step with what is present.
         let mut schemas: Vec<String> = match self.root.get("schemas") {
-            Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => vec![rs.core.id.clone()],
         };
-        let urn_keys: Vec<String> = self.root.keys().filter(|k| crate::path::has_urn_prefix(k)).cloned().collect();
+        let urn_keys: Vec<String> = self
+            .root
+            .keys()
+            .filter(|k| crate::path::has_urn_prefix(k))
+            .cloned()
+            .collect();
         for urn in urn_keys {
             let empty = matches!(self.root.get(&urn), Some(Value::Object(o)) if o.is_empty());
             if empty {
@@ -617,7 +819,10 @@ impl State {
             }
         }
         schemas.retain(|s| rs.extension(s).is_none() || self.root.contains_key(s.as_str()));
-        self.root.insert("schemas".into(), Value::Array(schemas.into_iter().map(Value::String).collect()));
+        self.root.insert(
+            "schemas".into(),
+            Value::Array(schemas.into_iter().map(Value::String).collect()),
+        );
         let resource = Value::Object(self.root);
         check_required(&resource, rs)?;
 
@@ -633,7 +838,10 @@ impl State {
             }
             match (&old, &new) {
                 (Some(Value::Object(a)), Some(Value::Object(b))) => {
-                    let names: Vec<&String> = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).collect();
+                    let names: Vec<&String> = a
+                        .keys()
+                        .chain(b.keys().filter(|k| !a.contains_key(*k)))
+                        .collect();
                     for name in names {
                         if a.get(name) != b.get(name) {
                             changes.push(Change::Value {
@@ -644,24 +852,37 @@ impl State {
                         }
                     }
                 }
-                _ => changes.push(Change::Value { path: display_path(&key, None), old, new }),
+                _ => changes.push(Change::Value {
+                    path: display_path(&key, None),
+                    old,
+                    new,
+                }),
             }
         }
         for (key, added, removed) in self.tracker.multis {
             let (added, removed) = cancel_pairs(added, removed);
             if !added.is_empty() || !removed.is_empty() {
-                changes.push(Change::Values { path: display_path(&key, None), added, removed });
+                changes.push(Change::Values {
+                    path: display_path(&key, None),
+                    added,
+                    removed,
+                });
             }
         }
         Ok(PatchOutcome { resource, changes })
     }
 }
 
-fn check_immutable_value(def: &AttributeDef, old: Option<&Value>, new: Option<&Value>, path: &str) -> Result<(), ScimError> {
+fn check_immutable_value(
+    def: &AttributeDef,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    path: &str,
+) -> Result<(), ScimError> {
     match (old, new) {
-        (Some(a), b) if def.mutability == Mutability::Immutable && Some(a) != b => {
-            Err(ScimError::mutability(format!("'{path}' is immutable and cannot be changed")))
-        }
+        (Some(a), b) if def.mutability == Mutability::Immutable && Some(a) != b => Err(
+            ScimError::mutability(format!("'{path}' is immutable and cannot be changed")),
+        ),
         _ => Ok(()),
     }
 }
@@ -723,7 +944,8 @@ impl Delta<'_> {
 /// Whether values of this attribute are identified by their `value` alone (an immutable
 /// reference such as `members.value`), so re-adding one with other sub-attributes is a no-op.
 fn identified_by_value(attr: &AttributeDef) -> bool {
-    attr.sub_attribute("value").is_some_and(|v| v.mutability == Mutability::Immutable)
+    attr.sub_attribute("value")
+        .is_some_and(|v| v.mutability == Mutability::Immutable)
 }
 
 fn value_key(item: &Value) -> Option<&str> {
@@ -768,7 +990,10 @@ fn apply_to_list(
             }
             *items = kept;
             if items.len() == before && !opts.lenient {
-                return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
+                return Err(ScimError::no_target(format!(
+                    "no value of '{}' matches the filter",
+                    attr.name
+                )));
             }
         }
         (PatchOpKind::Remove, _, Some(sub)) => {
@@ -789,7 +1014,10 @@ fn apply_to_list(
             }
             items.retain(|i| !matches!(i, Value::Object(o) if o.is_empty()));
             if !hit && filter.is_some() && !opts.lenient {
-                return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
+                return Err(ScimError::no_target(format!(
+                    "no value of '{}' matches the filter",
+                    attr.name
+                )));
             }
         }
         (PatchOpKind::Add, None, None) => {
@@ -801,7 +1029,11 @@ fn apply_to_list(
             add_items(items, delta, attr, new_items);
         }
         (PatchOpKind::Replace, None, None) => {
-            let new_items = match value.map(|v| normalize_value(attr, v, path, opts)).transpose()?.flatten() {
+            let new_items = match value
+                .map(|v| normalize_value(attr, v, path, opts))
+                .transpose()?
+                .flatten()
+            {
                 Some(Value::Array(new_items)) => new_items,
                 _ => Vec::new(),
             };
@@ -834,7 +1066,10 @@ fn apply_to_list(
                 // Entra ID replaces `emails[type eq "work"].value` on users with no work email
                 // yet: the filter's equalities and the value make the new element.
                 let Some(mut element) = filter.and_then(|f| element_from_filter(f, attr)) else {
-                    return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
+                    return Err(ScimError::no_target(format!(
+                        "no value of '{}' matches the filter",
+                        attr.name
+                    )));
                 };
                 if let Some(n) = sub_value {
                     element.insert(sub.name.clone(), n);
@@ -853,7 +1088,9 @@ fn apply_to_list(
                 return Ok(());
             };
             let Some(Value::Object(given)) = replacement.pop() else {
-                return Err(ScimError::invalid_value(format!("'{path}' takes an object for a filtered path")));
+                return Err(ScimError::invalid_value(format!(
+                    "'{path}' takes an object for a filtered path"
+                )));
             };
             let mut hit = false;
             for item in items.iter_mut() {
@@ -878,22 +1115,35 @@ fn apply_to_list(
                 for (k, x) in given {
                     element.insert(k, x);
                 }
-                if let Some(Value::Array(new_items)) = normalize_value(attr, &Value::Object(element), path, opts)? {
+                if let Some(Value::Array(new_items)) =
+                    normalize_value(attr, &Value::Object(element), path, opts)?
+                {
                     add_items(items, delta, attr, new_items);
                 }
             }
         }
     }
-    enforce_single_primary(items, path, NormalizeOptions { lenient: true })?;
+    if attr.sub_attribute("primary").is_some() {
+        enforce_single_primary(items, path, NormalizeOptions { lenient: true })?;
+    }
     Ok(())
 }
 
-fn add_items(items: &mut Vec<Value>, delta: &mut Delta<'_>, attr: &AttributeDef, new_items: Vec<Value>) {
+fn add_items(
+    items: &mut Vec<Value>,
+    delta: &mut Delta<'_>,
+    attr: &AttributeDef,
+    new_items: Vec<Value>,
+) {
     let mut new_primary = false;
     if identified_by_value(attr) {
         let wanted: HashSet<&str> = new_items.iter().filter_map(value_key).collect();
-        let mut present: HashSet<String> =
-            items.iter().filter_map(value_key).filter(|k| wanted.contains(k)).map(str::to_string).collect();
+        let mut present: HashSet<String> = items
+            .iter()
+            .filter_map(value_key)
+            .filter(|k| wanted.contains(k))
+            .map(str::to_string)
+            .collect();
         let mut to_add = Vec::new();
         for item in &new_items {
             let fresh = match value_key(item) {
@@ -920,19 +1170,29 @@ fn add_items(items: &mut Vec<Value>, delta: &mut Delta<'_>, attr: &AttributeDef,
     }
     if new_primary {
         // RFC 7643 §2.4: the newest primary wins; earlier ones are set to false.
-        let last = items.iter().rposition(|i| i.get("primary") == Some(&Value::Bool(true)));
+        let last = items
+            .iter()
+            .rposition(|i| i.get("primary") == Some(&Value::Bool(true)));
         demote_primaries(items, delta, |index, _| Some(index) == last);
     }
 }
 
 /// The object given for a single-valued complex attribute. Leniently, as Entra ID sends for
 /// `manager`, also a one-element array of it, or a bare id standing for `{"value": id}`.
-fn complex_input<'v>(attr: &AttributeDef, v: &'v Value, opts: NormalizeOptions) -> Option<std::borrow::Cow<'v, Map<String, Value>>> {
+fn complex_input<'v>(
+    attr: &AttributeDef,
+    v: &'v Value,
+    opts: NormalizeOptions,
+) -> Option<std::borrow::Cow<'v, Map<String, Value>>> {
     use std::borrow::Cow;
     match v {
         Value::Object(given) => Some(Cow::Borrowed(given)),
-        Value::Array(items) if opts.lenient && items.len() == 1 => complex_input(attr, &items[0], opts),
-        Value::String(_) | Value::Number(_) if opts.lenient && attr.sub_attribute("value").is_some() => {
+        Value::Array(items) if opts.lenient && items.len() == 1 => {
+            complex_input(attr, &items[0], opts)
+        }
+        Value::String(_) | Value::Number(_)
+            if opts.lenient && attr.sub_attribute("value").is_some() =>
+        {
             let mut m = Map::new();
             m.insert("value".into(), v.clone());
             Some(Cow::Owned(m))
@@ -942,7 +1202,11 @@ fn complex_input<'v>(attr: &AttributeDef, v: &'v Value, opts: NormalizeOptions) 
 }
 
 /// Sets `primary` to false on every value for which `keep(index, value)` is false.
-fn demote_primaries(items: &mut [Value], delta: &mut Delta<'_>, mut keep: impl FnMut(usize, &Value) -> bool) {
+fn demote_primaries(
+    items: &mut [Value],
+    delta: &mut Delta<'_>,
+    mut keep: impl FnMut(usize, &Value) -> bool,
+) {
     for (index, item) in items.iter_mut().enumerate() {
         let is_primary = item.get("primary") == Some(&Value::Bool(true));
         if is_primary && !keep(index, item) {
@@ -955,12 +1219,25 @@ fn demote_primaries(items: &mut [Value], delta: &mut Delta<'_>, mut keep: impl F
     }
 }
 
-fn remove_listed(items: &mut Vec<Value>, delta: &mut Delta<'_>, attr: &AttributeDef, listed: &[Value]) {
+fn remove_listed(
+    items: &mut Vec<Value>,
+    delta: &mut Delta<'_>,
+    attr: &AttributeDef,
+    listed: &[Value],
+) {
     let by_value = attr.is_complex() && attr.sub_attribute("value").is_some();
-    let keys: HashSet<&str> = if by_value { listed.iter().filter_map(value_key).collect() } else { HashSet::new() };
+    let keys: HashSet<&str> = if by_value {
+        listed.iter().filter_map(value_key).collect()
+    } else {
+        HashSet::new()
+    };
     let mut kept = Vec::with_capacity(items.len());
     for item in items.drain(..) {
-        let hit = if by_value { value_key(&item).is_some_and(|k| keys.contains(k)) } else { listed.contains(&item) };
+        let hit = if by_value {
+            value_key(&item).is_some_and(|k| keys.contains(k))
+        } else {
+            listed.contains(&item)
+        };
         if hit {
             delta.removed.push(item);
         } else {
@@ -974,7 +1251,14 @@ fn remove_listed(items: &mut Vec<Value>, delta: &mut Delta<'_>, attr: &Attribute
 fn element_from_filter(filter: &Filter, attr: &AttributeDef) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     let mut add = |f: &Filter| -> Option<()> {
-        let Filter::Compare { path, op: CompareOp::Eq, value } = f else { return None };
+        let Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value,
+        } = f
+        else {
+            return None;
+        };
         if path.urn.is_some() || path.sub.is_some() {
             return None;
         }

@@ -6,6 +6,15 @@ use std::fmt;
 /// A reference to an attribute, optionally qualified by its schema URN and narrowed to one
 /// sub-attribute. Names keep the case they were written in; resolution against a schema is
 /// case-insensitive.
+///
+/// ```
+/// use scimgate_protocol::AttrPath;
+///
+/// let path = AttrPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value").unwrap();
+/// assert_eq!(path.urn.as_deref(), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+/// assert_eq!((path.name.as_str(), path.sub.as_deref()), ("manager", Some("value")));
+/// assert_eq!(AttrPath::parse("name.1st").unwrap_err().0, 5);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AttrPath {
     pub urn: Option<String>,
@@ -15,11 +24,19 @@ pub struct AttrPath {
 
 impl AttrPath {
     pub fn new(name: impl Into<String>) -> Self {
-        AttrPath { urn: None, name: name.into(), sub: None }
+        AttrPath {
+            urn: None,
+            name: name.into(),
+            sub: None,
+        }
     }
 
     pub fn with_sub(name: impl Into<String>, sub: impl Into<String>) -> Self {
-        AttrPath { urn: None, name: name.into(), sub: Some(sub.into()) }
+        AttrPath {
+            urn: None,
+            name: name.into(),
+            sub: Some(sub.into()),
+        }
     }
 
     /// Parses the text of one attribute path. `Err` carries the byte offset of the first
@@ -31,7 +48,10 @@ impl AttrPath {
         let (urn, rest, rest_offset) = split_urn(text);
         if let Some(urn) = &urn {
             if rest.is_empty() {
-                return Err((urn.len(), "expected an attribute name after the schema URN".into()));
+                return Err((
+                    urn.len(),
+                    "expected an attribute name after the schema URN".into(),
+                ));
             }
         }
         let (name, sub) = match rest.find('.') {
@@ -42,12 +62,20 @@ impl AttrPath {
         if let Some(sub) = sub {
             check_name(sub, rest_offset + name.len() + 1)?;
         }
-        Ok(AttrPath { urn, name: name.to_string(), sub: sub.map(str::to_string) })
+        Ok(AttrPath {
+            urn,
+            name: name.to_string(),
+            sub: sub.map(str::to_string),
+        })
     }
 
     /// The path with the sub-attribute dropped.
     pub fn parent(&self) -> AttrPath {
-        AttrPath { urn: self.urn.clone(), name: self.name.clone(), sub: None }
+        AttrPath {
+            urn: self.urn.clone(),
+            name: self.name.clone(),
+            sub: None,
+        }
     }
 }
 
@@ -55,14 +83,19 @@ impl AttrPath {
 /// ("2.0"), so only the text after the last colon can hold the `name.sub` part.
 fn split_urn(text: &str) -> (Option<String>, &str, usize) {
     match text.rfind(':') {
-        Some(colon) if has_urn_prefix(text) => (Some(text[..colon].to_string()), &text[colon + 1..], colon + 1),
+        Some(colon) if has_urn_prefix(text) => (
+            Some(text[..colon].to_string()),
+            &text[colon + 1..],
+            colon + 1,
+        ),
         _ => (None, text, 0),
     }
 }
 
 /// Whether `text` starts with `urn:` in any case. Safe on any UTF-8 input.
 pub(crate) fn has_urn_prefix(text: &str) -> bool {
-    text.get(..4).is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:"))
+    text.get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:"))
 }
 
 /// RFC 7643 §2.1: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA;
@@ -75,13 +108,19 @@ fn check_name(name: &str, offset: usize) -> Result<(), (usize, String)> {
     match chars.next() {
         None => return Err((offset, "expected an attribute name".into())),
         Some((_, c)) if !c.is_ascii_alphabetic() => {
-            return Err((offset, format!("an attribute name must start with a letter, found '{c}'")))
+            return Err((
+                offset,
+                format!("an attribute name must start with a letter, found '{c}'"),
+            ))
         }
         _ => {}
     }
     for (i, c) in chars {
         if !(c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err((offset + i, format!("unexpected character '{c}' in attribute name")));
+            return Err((
+                offset + i,
+                format!("unexpected character '{c}' in attribute name"),
+            ));
         }
     }
     Ok(())
@@ -106,15 +145,32 @@ mod tests {
 
     #[test]
     fn parses_simple_sub_and_urn_paths() {
-        assert_eq!(AttrPath::parse("userName").unwrap(), AttrPath::new("userName"));
-        assert_eq!(AttrPath::parse("name.givenName").unwrap(), AttrPath::with_sub("name", "givenName"));
-        let p = AttrPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
-            .unwrap();
-        assert_eq!(p.urn.as_deref(), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+        assert_eq!(
+            AttrPath::parse("userName").unwrap(),
+            AttrPath::new("userName")
+        );
+        assert_eq!(
+            AttrPath::parse("name.givenName").unwrap(),
+            AttrPath::with_sub("name", "givenName")
+        );
+        let p = AttrPath::parse(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+        )
+        .unwrap();
+        assert_eq!(
+            p.urn.as_deref(),
+            Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+        );
         assert_eq!(p.name, "manager");
         assert_eq!(p.sub.as_deref(), Some("value"));
-        assert_eq!(p.to_string(), "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value");
-        assert_eq!(AttrPath::parse("members.$ref").unwrap().sub.as_deref(), Some("$ref"));
+        assert_eq!(
+            p.to_string(),
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"
+        );
+        assert_eq!(
+            AttrPath::parse("members.$ref").unwrap().sub.as_deref(),
+            Some("$ref")
+        );
     }
 
     #[test]

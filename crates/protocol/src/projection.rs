@@ -19,12 +19,28 @@ enum Selector {
     /// A whole extension object.
     Extension(String),
     /// An attribute, or one of its sub-attributes. `container` is `None` for the core schema.
-    Attribute { container: Option<String>, name: String, sub: Option<String> },
+    Attribute {
+        container: Option<String>,
+        name: String,
+        sub: Option<String>,
+    },
     /// A path this server does not know; it matches by its text only.
     Unknown(String),
 }
 
 /// A parsed `attributes` / `excludedAttributes` pair.
+///
+/// ```
+/// use scimgate_protocol::{Projection, SchemaRegistry};
+/// use serde_json::json;
+///
+/// let registry = SchemaRegistry::standard();
+/// let users = registry.view("User").unwrap();
+/// let user = json!({"id": "1", "userName": "bjensen", "password": "secret", "title": "Guide"});
+/// let shown = Projection::parse(Some("userName,password"), None, &users).unwrap().apply(&user, &users);
+/// // `id` is returned always, `password` never.
+/// assert_eq!(shown, json!({"id": "1", "userName": "bjensen"}));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Projection {
     attributes: Vec<Selector>,
@@ -34,15 +50,30 @@ pub struct Projection {
 impl Projection {
     /// Parses the comma-separated query parameters. Malformed paths are `invalidPath`; paths
     /// that name no attribute are accepted and select nothing.
-    pub fn parse(attributes: Option<&str>, excluded: Option<&str>, rs: &ResourceSchemas<'_>) -> Result<Self, ScimError> {
+    pub fn parse(
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+        rs: &ResourceSchemas<'_>,
+    ) -> Result<Self, ScimError> {
         let attributes = attributes.map(split_attribute_list).unwrap_or_default();
         let excluded = excluded.map(split_attribute_list).unwrap_or_default();
         Self::from_lists(&attributes, &excluded, rs)
     }
 
-    pub fn from_lists(attributes: &[String], excluded: &[String], rs: &ResourceSchemas<'_>) -> Result<Self, ScimError> {
-        let resolve_all = |list: &[String]| list.iter().map(|p| selector(p, rs)).collect::<Result<Vec<_>, _>>();
-        Ok(Projection { attributes: resolve_all(attributes)?, excluded: resolve_all(excluded)? })
+    pub fn from_lists(
+        attributes: &[String],
+        excluded: &[String],
+        rs: &ResourceSchemas<'_>,
+    ) -> Result<Self, ScimError> {
+        let resolve_all = |list: &[String]| {
+            list.iter()
+                .map(|p| selector(p, rs))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Projection {
+            attributes: resolve_all(attributes)?,
+            excluded: resolve_all(excluded)?,
+        })
     }
 
     /// Whether the projection returns any part of a core attribute. Lets a store skip loading
@@ -56,21 +87,33 @@ impl Projection {
 
     /// Applies the projection to a resource in canonical form.
     pub fn apply(&self, resource: &Value, rs: &ResourceSchemas<'_>) -> Value {
-        let Value::Object(obj) = resource else { return resource.clone() };
+        let Value::Object(obj) = resource else {
+            return resource.clone();
+        };
         let mut out = Map::new();
         for (key, value) in obj {
             if key == "schemas" {
                 out.insert(key.clone(), value.clone());
             } else if let Some(ext) = rs.extension(key) {
-                let whole_requested = self.attributes.iter().any(|s| matches!(s, Selector::Extension(u) if u == &ext.id));
-                let whole_excluded = self.excluded.iter().any(|s| matches!(s, Selector::Extension(u) if u == &ext.id));
+                let whole_requested = self
+                    .attributes
+                    .iter()
+                    .any(|s| matches!(s, Selector::Extension(u) if u == &ext.id));
+                let whole_excluded = self
+                    .excluded
+                    .iter()
+                    .any(|s| matches!(s, Selector::Extension(u) if u == &ext.id));
                 if whole_excluded {
                     continue;
                 }
-                let Value::Object(attrs) = value else { continue };
+                let Value::Object(attrs) = value else {
+                    continue;
+                };
                 let mut kept = Map::new();
                 for (name, v) in attrs {
-                    let Some(def) = ext.attribute(name) else { continue };
+                    let Some(def) = ext.attribute(name) else {
+                        continue;
+                    };
                     let inclusion = if whole_requested && def.returned != Returned::Never {
                         Inclusion::All
                     } else {
@@ -88,8 +131,12 @@ impl Projection {
                     out.insert(key.clone(), v);
                 }
             } else {
-                let named = |list: &[Selector]| list.iter().any(|s| matches!(s, Selector::Unknown(p) if p.eq_ignore_ascii_case(key)));
-                if (self.attributes.is_empty() || named(&self.attributes)) && !named(&self.excluded) {
+                let named = |list: &[Selector]| {
+                    list.iter()
+                        .any(|s| matches!(s, Selector::Unknown(p) if p.eq_ignore_ascii_case(key)))
+                };
+                if (self.attributes.is_empty() || named(&self.attributes)) && !named(&self.excluded)
+                {
                     out.insert(key.clone(), value.clone());
                 }
             }
@@ -101,9 +148,11 @@ impl Projection {
         let matching = |list: &[Selector]| -> Vec<Option<String>> {
             list.iter()
                 .filter_map(|s| match s {
-                    Selector::Attribute { container: c, name, sub } if c.as_deref() == container && name == &def.name => {
-                        Some(sub.clone())
-                    }
+                    Selector::Attribute {
+                        container: c,
+                        name,
+                        sub,
+                    } if c.as_deref() == container && name == &def.name => Some(sub.clone()),
                     _ => None,
                 })
                 .collect()
@@ -142,11 +191,17 @@ fn selector(path: &str, rs: &ResourceSchemas<'_>) -> Result<Selector, ScimError>
     if let Some(ext) = rs.extension(path) {
         return Ok(Selector::Extension(ext.id.clone()));
     }
-    let parsed = AttrPath::parse(path)
-        .map_err(|(at, m)| ScimError::invalid_path(format!("invalid attribute \"{path}\" at byte {at}: {m}")))?;
+    let parsed = AttrPath::parse(path).map_err(|(at, m)| {
+        ScimError::invalid_path(format!("invalid attribute \"{path}\" at byte {at}: {m}"))
+    })?;
     Ok(match rs.resolve(&parsed.parent()) {
         Some(r) => {
-            let sub = parsed.sub.as_ref().map(|s| r.attr.sub_attribute(s).map(|d| d.name.clone()).unwrap_or_else(|| s.clone()));
+            let sub = parsed.sub.as_ref().map(|s| {
+                r.attr
+                    .sub_attribute(s)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_else(|| s.clone())
+            });
             Selector::Attribute {
                 container: match r.container {
                     Container::Core => None,
@@ -173,7 +228,9 @@ impl Inclusion {
             match sub.returned {
                 Returned::Never => false,
                 Returned::Always => true,
-                Returned::Request => matches!(self, Inclusion::Only(subs) if subs.contains(&sub.name)),
+                Returned::Request => {
+                    matches!(self, Inclusion::Only(subs) if subs.contains(&sub.name))
+                }
                 Returned::Default => match self {
                     Inclusion::All => true,
                     Inclusion::AllBut(subs) => !subs.contains(&sub.name),
@@ -189,7 +246,9 @@ impl Inclusion {
             return Some(value.clone());
         }
         let filter_obj = |v: &Value| -> Option<Value> {
-            let Value::Object(obj) = v else { return Some(v.clone()) };
+            let Value::Object(obj) = v else {
+                return Some(v.clone());
+            };
             let kept: Map<String, Value> = obj
                 .iter()
                 .filter(|(k, _)| def.sub_attribute(k).is_none_or(keep_sub))
@@ -265,11 +324,15 @@ pub fn sort_key(resource: &Value, by: &AttrPath, rs: &ResourceSchemas<'_>) -> Op
         None => r.attr,
     };
     match (leaf.kind, v) {
-        (AttributeType::Integer | AttributeType::Decimal, Value::Number(n)) => n.as_f64().map(SortKey::Number),
-        (AttributeType::Boolean, Value::Bool(b)) => Some(SortKey::Bool(*b)),
-        (AttributeType::DateTime, Value::String(s)) => {
-            Some(parse_instant(s).map(SortKey::Instant).unwrap_or_else(|| SortKey::Text(s.clone())))
+        (AttributeType::Integer | AttributeType::Decimal, Value::Number(n)) => {
+            n.as_f64().map(SortKey::Number)
         }
+        (AttributeType::Boolean, Value::Bool(b)) => Some(SortKey::Bool(*b)),
+        (AttributeType::DateTime, Value::String(s)) => Some(
+            parse_instant(s)
+                .map(SortKey::Instant)
+                .unwrap_or_else(|| SortKey::Text(s.clone())),
+        ),
         (_, Value::String(s)) if leaf.case_exact => Some(SortKey::Text(s.clone())),
         (_, Value::String(s)) => Some(SortKey::Text(s.to_lowercase())),
         (_, Value::Number(n)) => n.as_f64().map(SortKey::Number),
@@ -295,9 +358,28 @@ pub fn compare_sort_keys(a: Option<&SortKey>, b: Option<&SortKey>, descending: b
 }
 
 /// Sorts resources in place; ties keep their order.
-pub fn sort_resources(resources: &mut [Value], by: &AttrPath, descending: bool, rs: &ResourceSchemas<'_>) {
-    let mut keyed: Vec<(Option<SortKey>, Value)> =
-        resources.iter_mut().map(|r| (sort_key(r, by, rs), std::mem::take(r))).collect();
+///
+/// ```
+/// use scimgate_protocol::{sort_resources, AttrPath, SchemaRegistry};
+/// use serde_json::json;
+///
+/// let registry = SchemaRegistry::standard();
+/// let users = registry.view("User").unwrap();
+/// let mut list = vec![json!({"userName": "b"}), json!({"title": "no name"}), json!({"userName": "A"})];
+/// sort_resources(&mut list, &AttrPath::parse("userName").unwrap(), false, &users);
+/// assert_eq!(list[0]["userName"], "A");
+/// assert_eq!(list[2]["title"], "no name");
+/// ```
+pub fn sort_resources(
+    resources: &mut [Value],
+    by: &AttrPath,
+    descending: bool,
+    rs: &ResourceSchemas<'_>,
+) {
+    let mut keyed: Vec<(Option<SortKey>, Value)> = resources
+        .iter_mut()
+        .map(|r| (sort_key(r, by, rs), std::mem::take(r)))
+        .collect();
     keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(a.as_ref(), b.as_ref(), descending));
     for (slot, (_, v)) in resources.iter_mut().zip(keyed) {
         *slot = v;

@@ -4,12 +4,16 @@
 use std::sync::OnceLock;
 
 use crate::path::AttrPath;
-use crate::schema::{AttributeDef, AttributeType, Mutability, Returned, Schema, SchemaExtension, ResourceType, Uniqueness};
+use crate::schema::{
+    AttributeDef, AttributeType, Mutability, ResourceType, Returned, Schema, SchemaExtension,
+    Uniqueness,
+};
 use crate::ScimError;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 fn builtin(text: &str) -> Schema {
     serde_json::from_str(text).expect("built-in schema JSON is valid (checked by unit tests)")
@@ -26,7 +30,13 @@ fn builtin_schemas() -> &'static [Schema] {
     })
 }
 
-fn simple(name: &str, kind: AttributeType, mutability: Mutability, returned: Returned, case_exact: bool) -> AttributeDef {
+fn simple(
+    name: &str,
+    kind: AttributeType,
+    mutability: Mutability,
+    returned: Returned,
+    case_exact: bool,
+) -> AttributeDef {
     AttributeDef {
         name: name.into(),
         kind,
@@ -65,6 +75,18 @@ pub fn common_attributes() -> &'static [AttributeDef] {
 }
 
 /// Every schema and resource type a server speaks.
+///
+/// ```
+/// use scimgate_protocol::{AttrPath, SchemaRegistry, ENTERPRISE_USER_SCHEMA};
+///
+/// let registry = SchemaRegistry::standard();
+/// let users = registry.view("User").unwrap();
+/// let resolved = users.resolve(&AttrPath::parse("EMPLOYEENUMBER").unwrap()).unwrap();
+/// assert_eq!(resolved.canonical_path(), format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber"));
+/// // `/Schemas` and `/ResourceTypes` are these, serialised.
+/// assert_eq!(registry.schemas().len(), 3);
+/// assert_eq!(registry.resource_types().len(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct SchemaRegistry {
     schemas: Vec<Schema>,
@@ -89,7 +111,10 @@ impl SchemaRegistry {
                     endpoint: "/Users".into(),
                     description: Some("User Account".into()),
                     schema: USER_SCHEMA.into(),
-                    schema_extensions: vec![SchemaExtension { schema: ENTERPRISE_USER_SCHEMA.into(), required: false }],
+                    schema_extensions: vec![SchemaExtension {
+                        schema: ENTERPRISE_USER_SCHEMA.into(),
+                        required: false,
+                    }],
                 },
                 ResourceType {
                     id: "Group".into(),
@@ -118,23 +143,41 @@ impl SchemaRegistry {
 
     /// A resource type by its id or name, case-insensitively.
     pub fn resource_type(&self, id: &str) -> Option<&ResourceType> {
-        self.resource_types.iter().find(|r| r.id.eq_ignore_ascii_case(id) || r.name.eq_ignore_ascii_case(id))
+        self.resource_types
+            .iter()
+            .find(|r| r.id.eq_ignore_ascii_case(id) || r.name.eq_ignore_ascii_case(id))
     }
 
     /// Registers an extension schema and attaches it to a resource type.
-    pub fn register_extension(&mut self, resource_type: &str, schema: Schema, required: bool) -> Result<(), ScimError> {
+    pub fn register_extension(
+        &mut self,
+        resource_type: &str,
+        schema: Schema,
+        required: bool,
+    ) -> Result<(), ScimError> {
         if !schema.id.to_ascii_lowercase().starts_with("urn:") {
-            return Err(ScimError::invalid_value(format!("schema id '{}' must be a URN", schema.id)));
+            return Err(ScimError::invalid_value(format!(
+                "schema id '{}' must be a URN",
+                schema.id
+            )));
         }
         if self.schema(&schema.id).is_some() {
-            return Err(ScimError::uniqueness(format!("schema '{}' is already registered", schema.id)));
+            return Err(ScimError::uniqueness(format!(
+                "schema '{}' is already registered",
+                schema.id
+            )));
         }
         let rt = self
             .resource_types
             .iter_mut()
             .find(|r| r.id.eq_ignore_ascii_case(resource_type))
-            .ok_or_else(|| ScimError::invalid_value(format!("unknown resource type '{resource_type}'")))?;
-        rt.schema_extensions.push(SchemaExtension { schema: schema.id.clone(), required });
+            .ok_or_else(|| {
+                ScimError::invalid_value(format!("unknown resource type '{resource_type}'"))
+            })?;
+        rt.schema_extensions.push(SchemaExtension {
+            schema: schema.id.clone(),
+            required,
+        });
         self.schemas.push(schema);
         Ok(())
     }
@@ -148,7 +191,11 @@ impl SchemaRegistry {
             .iter()
             .filter_map(|e| self.schema(&e.schema).map(|s| (s, e.required)))
             .collect();
-        Some(ResourceSchemas { resource_type: rt, core, extensions })
+        Some(ResourceSchemas {
+            resource_type: rt,
+            core,
+            extensions,
+        })
     }
 }
 
@@ -200,12 +247,16 @@ impl Resolved<'_> {
 impl<'a> ResourceSchemas<'a> {
     /// The extension schema with this URN, case-insensitively.
     pub fn extension(&self, urn: &str) -> Option<&'a Schema> {
-        self.extensions.iter().map(|(s, _)| *s).find(|s| s.id.eq_ignore_ascii_case(urn))
+        self.extensions
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| s.id.eq_ignore_ascii_case(urn))
     }
 
     /// Every schema URN of this resource type, the core one first.
     pub fn schema_ids(&self) -> impl Iterator<Item = &'a str> + '_ {
-        std::iter::once(self.core.id.as_str()).chain(self.extensions.iter().map(|(s, _)| s.id.as_str()))
+        std::iter::once(self.core.id.as_str())
+            .chain(self.extensions.iter().map(|(s, _)| s.id.as_str()))
     }
 
     /// Resolves a top-level attribute name in the core schema (common attributes included).
@@ -220,24 +271,33 @@ impl<'a> ResourceSchemas<'a> {
     /// leniently, in the extensions.
     pub fn resolve(&self, path: &AttrPath) -> Option<Resolved<'a>> {
         let (container, attr) = match &path.urn {
-            Some(urn) if urn.eq_ignore_ascii_case(&self.core.id) => (Container::Core, self.core_attribute(&path.name)?),
+            Some(urn) if urn.eq_ignore_ascii_case(&self.core.id) => {
+                (Container::Core, self.core_attribute(&path.name)?)
+            }
             Some(urn) => {
                 let ext = self.extension(urn)?;
-                (Container::Extension(ext.id.as_str()), ext.attribute(&path.name)?)
+                (
+                    Container::Extension(ext.id.as_str()),
+                    ext.attribute(&path.name)?,
+                )
             }
             None => match self.core_attribute(&path.name) {
                 Some(attr) => (Container::Core, attr),
-                None => self
-                    .extensions
-                    .iter()
-                    .find_map(|(s, _)| s.attribute(&path.name).map(|a| (Container::Extension(s.id.as_str()), a)))?,
+                None => self.extensions.iter().find_map(|(s, _)| {
+                    s.attribute(&path.name)
+                        .map(|a| (Container::Extension(s.id.as_str()), a))
+                })?,
             },
         };
         let sub = match &path.sub {
             Some(sub) => Some(attr.sub_attribute(sub)?),
             None => None,
         };
-        Some(Resolved { container, attr, sub })
+        Some(Resolved {
+            container,
+            attr,
+            sub,
+        })
     }
 }
 
@@ -250,21 +310,39 @@ mod tests {
         let reg = SchemaRegistry::standard();
         let users = reg.view("User").unwrap();
         assert_eq!(users.core.id, USER_SCHEMA);
-        let r = users.resolve(&AttrPath::parse("USERNAME").unwrap()).unwrap();
+        let r = users
+            .resolve(&AttrPath::parse("USERNAME").unwrap())
+            .unwrap();
         assert_eq!(r.attr.name, "userName");
-        let r = users.resolve(&AttrPath::parse("emails.VALUE").unwrap()).unwrap();
+        let r = users
+            .resolve(&AttrPath::parse("emails.VALUE").unwrap())
+            .unwrap();
         assert_eq!(r.canonical_path(), "emails.value");
         let r = users
-            .resolve(&AttrPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:manager.value").unwrap())
+            .resolve(
+                &AttrPath::parse(
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:manager.value",
+                )
+                .unwrap(),
+            )
             .unwrap();
         assert_eq!(r.container, Container::Extension(ENTERPRISE_USER_SCHEMA));
-        assert_eq!(r.canonical_path(), format!("{ENTERPRISE_USER_SCHEMA}:manager.value"));
-        let r = users.resolve(&AttrPath::parse("department").unwrap()).unwrap();
+        assert_eq!(
+            r.canonical_path(),
+            format!("{ENTERPRISE_USER_SCHEMA}:manager.value")
+        );
+        let r = users
+            .resolve(&AttrPath::parse("department").unwrap())
+            .unwrap();
         assert_eq!(r.container, Container::Extension(ENTERPRISE_USER_SCHEMA));
         assert!(users.resolve(&AttrPath::parse("nope").unwrap()).is_none());
-        assert!(users.resolve(&AttrPath::parse("meta.lastModified").unwrap()).is_some());
+        assert!(users
+            .resolve(&AttrPath::parse("meta.lastModified").unwrap())
+            .is_some());
         let groups = reg.view("Group").unwrap();
-        assert!(groups.resolve(&AttrPath::parse("members.value").unwrap()).is_some());
+        assert!(groups
+            .resolve(&AttrPath::parse("members.value").unwrap())
+            .is_some());
     }
 
     #[test]
@@ -274,11 +352,23 @@ mod tests {
             id: "urn:example:params:scim:schemas:extension:acme:2.0:User".into(),
             name: "Acme".into(),
             description: None,
-            attributes: vec![simple("badge", AttributeType::String, Mutability::ReadWrite, Returned::Default, false)],
+            attributes: vec![simple(
+                "badge",
+                AttributeType::String,
+                Mutability::ReadWrite,
+                Returned::Default,
+                false,
+            )],
         };
-        reg.register_extension("User", schema.clone(), false).unwrap();
+        reg.register_extension("User", schema.clone(), false)
+            .unwrap();
         assert!(reg.register_extension("User", schema, false).is_err());
         let users = reg.view("User").unwrap();
-        assert!(users.resolve(&AttrPath::parse("urn:example:params:scim:schemas:extension:acme:2.0:User:badge").unwrap()).is_some());
+        assert!(users
+            .resolve(
+                &AttrPath::parse("urn:example:params:scim:schemas:extension:acme:2.0:User:badge")
+                    .unwrap()
+            )
+            .is_some());
     }
 }

@@ -28,10 +28,29 @@ impl Default for NormalizeOptions {
 /// Validates `input` as a resource of the type `rs` describes and returns its canonical form:
 /// `schemas` first, then `externalId`, core attributes in schema order, then extension objects.
 /// `id` and `meta` are not copied: the server owns them.
-pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions) -> Result<Value, ScimError> {
-    let obj = input
-        .as_object()
-        .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object holding a SCIM resource"))?;
+///
+/// ```
+/// use scimgate_protocol::{normalize, NormalizeOptions, SchemaRegistry};
+/// use serde_json::json;
+///
+/// let registry = SchemaRegistry::standard();
+/// let users = registry.view("User").unwrap();
+/// let entra = json!({
+///     "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+///     "UserName": "bjensen", "active": "True", "id": "ignored", "nickName": ""
+/// });
+/// let user = normalize(&entra, &users, NormalizeOptions::default()).unwrap();
+/// assert_eq!(user, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen", "active": true}));
+/// assert!(normalize(&entra, &users, NormalizeOptions { lenient: false }).is_err());
+/// ```
+pub fn normalize(
+    input: &Value,
+    rs: &ResourceSchemas<'_>,
+    opts: NormalizeOptions,
+) -> Result<Value, ScimError> {
+    let obj = input.as_object().ok_or_else(|| {
+        ScimError::invalid_syntax("the request body must be a JSON object holding a SCIM resource")
+    })?;
 
     let declared = declared_schemas(obj, rs, opts)?;
     let mut core: Map<String, Value> = Map::new();
@@ -46,14 +65,24 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
             let ext_obj = match value {
                 Value::Object(o) => o,
                 Value::Null => continue,
-                _ => return Err(ScimError::invalid_syntax(format!("'{}' must be an object of extension attributes", ext.id))),
+                _ => {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "'{}' must be an object of extension attributes",
+                        ext.id
+                    )))
+                }
             };
             let target = extension_slot(&mut extensions, &ext.id);
             for (k, v) in ext_obj {
                 let def = match ext.attribute(k) {
                     Some(def) => def,
                     None if opts.lenient => continue,
-                    None => return Err(ScimError::invalid_value(format!("unknown attribute '{}:{k}'", ext.id))),
+                    None => {
+                        return Err(ScimError::invalid_value(format!(
+                            "unknown attribute '{}:{k}'",
+                            ext.id
+                        )))
+                    }
                 };
                 insert_attribute(target, def, v, &format!("{}:{}", ext.id, def.name), opts)?;
             }
@@ -63,7 +92,10 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
         if is_urn {
             // Either a URN-qualified attribute (`urn:…:User:employeeNumber`) or the object of an
             // extension this server does not know, which is kept as it was sent.
-            let resolved = AttrPath::parse(key).ok().filter(|p| p.sub.is_none()).and_then(|p| rs.resolve(&p));
+            let resolved = AttrPath::parse(key)
+                .ok()
+                .filter(|p| p.sub.is_none())
+                .and_then(|p| rs.resolve(&p));
             match resolved {
                 Some(r) => {
                     let target = match r.container {
@@ -86,7 +118,11 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
         match rs.core_attribute(key) {
             Some(def) => insert_attribute(&mut core, def, value, &def.name, opts)?,
             None if opts.lenient => {}
-            None => return Err(ScimError::invalid_value(format!("unknown attribute '{key}'"))),
+            None => {
+                return Err(ScimError::invalid_value(format!(
+                    "unknown attribute '{key}'"
+                )))
+            }
         }
     }
 
@@ -117,7 +153,10 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
     }
 
     let mut out = Map::new();
-    out.insert("schemas".into(), Value::Array(schemas.into_iter().map(Value::String).collect()));
+    out.insert(
+        "schemas".into(),
+        Value::Array(schemas.into_iter().map(Value::String).collect()),
+    );
     if let Some(v) = core.remove("externalId") {
         out.insert("externalId".into(), v);
     }
@@ -146,7 +185,10 @@ pub fn normalize(input: &Value, rs: &ResourceSchemas<'_>, opts: NormalizeOptions
     Ok(out)
 }
 
-fn extension_slot<'m>(extensions: &'m mut Vec<(String, Map<String, Value>)>, urn: &str) -> &'m mut Map<String, Value> {
+fn extension_slot<'m>(
+    extensions: &'m mut Vec<(String, Map<String, Value>)>,
+    urn: &str,
+) -> &'m mut Map<String, Value> {
     let idx = match extensions.iter().position(|(u, _)| u == urn) {
         Some(i) => i,
         None => {
@@ -157,19 +199,30 @@ fn extension_slot<'m>(extensions: &'m mut Vec<(String, Map<String, Value>)>, urn
     &mut extensions[idx].1
 }
 
-fn declared_schemas(obj: &Map<String, Value>, rs: &ResourceSchemas<'_>, opts: NormalizeOptions) -> Result<Vec<String>, ScimError> {
-    let raw = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")).map(|(_, v)| v);
+fn declared_schemas(
+    obj: &Map<String, Value>,
+    rs: &ResourceSchemas<'_>,
+    opts: NormalizeOptions,
+) -> Result<Vec<String>, ScimError> {
+    let raw = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        .map(|(_, v)| v);
     let list = match raw {
         None | Some(Value::Null) if opts.lenient => return Ok(vec![]),
         None | Some(Value::Null) => return Err(ScimError::invalid_syntax("'schemas' is required")),
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(ScimError::invalid_syntax("'schemas' must be an array of schema URNs")),
+        Some(_) => {
+            return Err(ScimError::invalid_syntax(
+                "'schemas' must be an array of schema URNs",
+            ))
+        }
     };
     let mut out = Vec::with_capacity(list.len());
     for item in list {
-        let s = item
-            .as_str()
-            .ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of schema URNs"))?;
+        let s = item.as_str().ok_or_else(|| {
+            ScimError::invalid_syntax("'schemas' must be an array of schema URNs")
+        })?;
         if let Some(canonical) = rs.schema_ids().find(|id| id.eq_ignore_ascii_case(s)) {
             out.push(canonical.to_string());
         } else {
@@ -177,7 +230,10 @@ fn declared_schemas(obj: &Map<String, Value>, rs: &ResourceSchemas<'_>, opts: No
         }
     }
     if !opts.lenient && !out.iter().any(|s| s == &rs.core.id) {
-        return Err(ScimError::invalid_value(format!("'schemas' must include '{}'", rs.core.id)));
+        return Err(ScimError::invalid_value(format!(
+            "'schemas' must include '{}'",
+            rs.core.id
+        )));
     }
     Ok(out)
 }
@@ -205,7 +261,12 @@ fn insert_attribute(
 
 /// Normalises one attribute's value. `None` means the attribute is absent (null, empty string,
 /// empty array or an object with nothing in it).
-pub fn normalize_value(def: &AttributeDef, value: &Value, path: &str, opts: NormalizeOptions) -> Result<Option<Value>, ScimError> {
+pub fn normalize_value(
+    def: &AttributeDef,
+    value: &Value,
+    path: &str,
+    opts: NormalizeOptions,
+) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
     }
@@ -215,7 +276,9 @@ pub fn normalize_value(def: &AttributeDef, value: &Value, path: &str, opts: Norm
                 Some(v) => normalize_single(def, v, path, opts),
                 None => Ok(None),
             },
-            Value::Array(_) => Err(ScimError::invalid_value(format!("'{path}' takes a single value, not an array"))),
+            Value::Array(_) => Err(ScimError::invalid_value(format!(
+                "'{path}' takes a single value, not an array"
+            ))),
             _ => normalize_single(def, value, path, opts),
         };
     }
@@ -226,7 +289,11 @@ pub fn normalize_value(def: &AttributeDef, value: &Value, path: &str, opts: Norm
             single = [value.clone()];
             &single
         }
-        _ => return Err(ScimError::invalid_value(format!("'{path}' is multi-valued and takes an array"))),
+        _ => {
+            return Err(ScimError::invalid_value(format!(
+                "'{path}' is multi-valued and takes an array"
+            )))
+        }
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
@@ -237,19 +304,29 @@ pub fn normalize_value(def: &AttributeDef, value: &Value, path: &str, opts: Norm
     if def.is_complex() {
         enforce_single_primary(&mut out, path, opts)?;
     }
-    Ok(if out.is_empty() { None } else { Some(Value::Array(out)) })
+    Ok(if out.is_empty() {
+        None
+    } else {
+        Some(Value::Array(out))
+    })
 }
 
 /// RFC 7643 §2.4: `primary: true` appears at most once in a multi-valued attribute. Leniently
 /// the first one wins.
-pub(crate) fn enforce_single_primary(items: &mut [Value], path: &str, opts: NormalizeOptions) -> Result<(), ScimError> {
+pub(crate) fn enforce_single_primary(
+    items: &mut [Value],
+    path: &str,
+    opts: NormalizeOptions,
+) -> Result<(), ScimError> {
     let mut seen = false;
     for item in items.iter_mut() {
         if let Some(p) = item.get_mut("primary") {
             if p == &Value::Bool(true) {
                 if seen {
                     if !opts.lenient {
-                        return Err(ScimError::invalid_value(format!("'{path}' has more than one primary value")));
+                        return Err(ScimError::invalid_value(format!(
+                            "'{path}' has more than one primary value"
+                        )));
                     }
                     *p = Value::Bool(false);
                 }
@@ -271,8 +348,15 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn normalize_single(def: &AttributeDef, value: &Value, path: &str, opts: NormalizeOptions) -> Result<Option<Value>, ScimError> {
-    let mismatch = |want: &str| ScimError::invalid_value(format!("'{path}' must be {want}, got {}", kind_of(value)));
+fn normalize_single(
+    def: &AttributeDef,
+    value: &Value,
+    path: &str,
+    opts: NormalizeOptions,
+) -> Result<Option<Value>, ScimError> {
+    let mismatch = |want: &str| {
+        ScimError::invalid_value(format!("'{path}' must be {want}, got {}", kind_of(value)))
+    };
     match def.kind {
         _ if value.is_null() => Ok(None),
         AttributeType::Complex => {
@@ -359,46 +443,61 @@ fn normalize_single(def: &AttributeDef, value: &Value, path: &str, opts: Normali
 }
 
 fn is_base64(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\r' | b'\n' | b' '))
+    s.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\r' | b'\n' | b' ')
+    })
 }
 
 /// Fails with `invalidValue` naming the first required attribute that is missing.
 pub fn check_required(resource: &Value, rs: &ResourceSchemas<'_>) -> Result<(), ScimError> {
-    let check_level = |container: &Value, defs: &[AttributeDef], prefix: &str| -> Result<(), ScimError> {
-        for def in defs {
-            if def.mutability == Mutability::ReadOnly {
-                continue;
-            }
-            let value = container.get(&def.name);
-            if def.required && value.is_none_or(Value::is_null) {
-                return Err(ScimError::invalid_value(format!("'{prefix}{}' is required", def.name)));
-            }
-            if def.is_complex() {
-                let elements: Vec<&Value> = match value {
-                    Some(Value::Array(items)) => items.iter().collect(),
-                    Some(v @ Value::Object(_)) => vec![v],
-                    _ => vec![],
-                };
-                for element in elements {
-                    for sub in def.sub_attributes.iter().filter(|s| s.required && s.mutability != Mutability::ReadOnly) {
-                        if element.get(&sub.name).is_none_or(Value::is_null) {
-                            return Err(ScimError::invalid_value(format!(
-                                "'{prefix}{}.{}' is required in every value of '{}'",
-                                def.name, sub.name, def.name
-                            )));
+    let check_level =
+        |container: &Value, defs: &[AttributeDef], prefix: &str| -> Result<(), ScimError> {
+            for def in defs {
+                if def.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                let value = container.get(&def.name);
+                if def.required && value.is_none_or(Value::is_null) {
+                    return Err(ScimError::invalid_value(format!(
+                        "'{prefix}{}' is required",
+                        def.name
+                    )));
+                }
+                if def.is_complex() {
+                    let elements: Vec<&Value> = match value {
+                        Some(Value::Array(items)) => items.iter().collect(),
+                        Some(v @ Value::Object(_)) => vec![v],
+                        _ => vec![],
+                    };
+                    for element in elements {
+                        for sub in def
+                            .sub_attributes
+                            .iter()
+                            .filter(|s| s.required && s.mutability != Mutability::ReadOnly)
+                        {
+                            if element.get(&sub.name).is_none_or(Value::is_null) {
+                                return Err(ScimError::invalid_value(format!(
+                                    "'{prefix}{}.{}' is required in every value of '{}'",
+                                    def.name, sub.name, def.name
+                                )));
+                            }
                         }
                     }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     check_level(resource, &rs.core.attributes, "")?;
     for (ext, required) in &rs.extensions {
         match resource.get(&ext.id) {
             Some(ext_value) => check_level(ext_value, &ext.attributes, &format!("{}:", ext.id))?,
-            None if *required => return Err(ScimError::invalid_value(format!("extension '{}' is required", ext.id))),
+            None if *required => {
+                return Err(ScimError::invalid_value(format!(
+                    "extension '{}' is required",
+                    ext.id
+                )))
+            }
             None => {}
         }
     }
@@ -407,20 +506,38 @@ pub fn check_required(resource: &Value, rs: &ResourceSchemas<'_>) -> Result<(), 
 
 /// Fails with `mutability` when a replacement changes an immutable attribute that already has
 /// a value (RFC 7644 §3.5.1).
-pub fn check_immutable(old: &Value, new: &Value, rs: &ResourceSchemas<'_>) -> Result<(), ScimError> {
+pub fn check_immutable(
+    old: &Value,
+    new: &Value,
+    rs: &ResourceSchemas<'_>,
+) -> Result<(), ScimError> {
     let levels = std::iter::once((old, new, rs.core.attributes.as_slice(), String::new())).chain(
         rs.extensions.iter().filter_map(|(ext, _)| {
-            Some((old.get(&ext.id)?, new.get(&ext.id)?, ext.attributes.as_slice(), format!("{}:", ext.id)))
+            Some((
+                old.get(&ext.id)?,
+                new.get(&ext.id)?,
+                ext.attributes.as_slice(),
+                format!("{}:", ext.id),
+            ))
         }),
     );
     for (old, new, defs, prefix) in levels {
         for def in defs {
-            let (Some(a), Some(b)) = (old.get(&def.name), new.get(&def.name)) else { continue };
+            let (Some(a), Some(b)) = (old.get(&def.name), new.get(&def.name)) else {
+                continue;
+            };
             if def.mutability == Mutability::Immutable && a != b {
-                return Err(ScimError::mutability(format!("'{prefix}{}' is immutable and cannot be changed", def.name)));
+                return Err(ScimError::mutability(format!(
+                    "'{prefix}{}' is immutable and cannot be changed",
+                    def.name
+                )));
             }
             if def.is_complex() && !def.multi_valued {
-                for sub in def.sub_attributes.iter().filter(|s| s.mutability == Mutability::Immutable) {
+                for sub in def
+                    .sub_attributes
+                    .iter()
+                    .filter(|s| s.mutability == Mutability::Immutable)
+                {
                     if let (Some(x), Some(y)) = (a.get(&sub.name), b.get(&sub.name)) {
                         if x != y {
                             return Err(ScimError::mutability(format!(

@@ -84,7 +84,9 @@ pub struct AttributeDef {
 impl AttributeDef {
     /// Finds a sub-attribute by name, case-insensitively (RFC 7643 §2.1).
     pub fn sub_attribute(&self, name: &str) -> Option<&AttributeDef> {
-        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.sub_attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
     pub fn is_complex(&self) -> bool {
@@ -106,7 +108,9 @@ pub struct Schema {
 impl Schema {
     /// Finds a top-level attribute by name, case-insensitively.
     pub fn attribute(&self, name: &str) -> Option<&AttributeDef> {
-        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 

@@ -35,7 +35,8 @@ fn every_documented_filter_parses_and_prints_back_to_the_same_ast() {
     for text in filters {
         let ast = Filter::parse(&text).unwrap_or_else(|e| panic!("{text:?} must parse: {e}"));
         let printed = ast.to_string();
-        let again = Filter::parse(&printed).unwrap_or_else(|e| panic!("printed {printed:?} must parse: {e}"));
+        let again = Filter::parse(&printed)
+            .unwrap_or_else(|e| panic!("printed {printed:?} must parse: {e}"));
         assert_eq!(ast, again, "{text:?} printed as {printed:?}");
     }
 }
@@ -49,7 +50,10 @@ fn documented_filters_are_meaningful_for_their_resource_type() {
         let ast = Filter::parse(&text).expect("parses");
         let on_users = ast.validate(&users);
         let on_groups = ast.validate(&groups);
-        assert!(on_users.is_ok() || on_groups.is_ok(), "{text:?}: users {on_users:?}, groups {on_groups:?}");
+        assert!(
+            on_users.is_ok() || on_groups.is_ok(),
+            "{text:?}: users {on_users:?}, groups {on_groups:?}"
+        );
     }
 }
 
@@ -61,7 +65,12 @@ fn every_invalid_filter_is_refused_with_a_position_inside_the_input() {
         match Filter::parse(&text) {
             Ok(ast) => panic!("{text:?} ({reason}) parsed as {ast:?}"),
             Err(e) => {
-                assert!(e.position <= text.len(), "{text:?}: position {} beyond {}", e.position, text.len());
+                assert!(
+                    e.position <= text.len(),
+                    "{text:?}: position {} beyond {}",
+                    e.position,
+                    text.len()
+                );
                 assert!(!e.message.is_empty(), "{text:?}: empty message");
             }
         }
@@ -98,8 +107,12 @@ fn limits_bound_length_and_depth() {
     let e = Filter::parse(&long).unwrap_err();
     assert_eq!(e.position, 8192);
 
-    let generous = ParseLimits { max_len: 1 << 20, max_depth: 64 };
-    let ast = scimgate_protocol::filter::parse_filter(&long, &generous).expect("within generous limits");
+    let generous = ParseLimits {
+        max_len: 1 << 20,
+        max_depth: 64,
+    };
+    let ast =
+        scimgate_protocol::filter::parse_filter(&long, &generous).expect("within generous limits");
     match ast {
         Filter::Or(items) => assert_eq!(items.len(), 1000, "or chains are flat, not nested"),
         other => panic!("expected a flat or, got {other:?}"),
@@ -109,7 +122,8 @@ fn limits_bound_length_and_depth() {
 fn rfc_user() -> Value {
     let registry = SchemaRegistry::standard();
     let users = registry.view("User").expect("User");
-    let raw: Value = serde_json::from_str(&fixture("rfc7643_resources/enterprise_user.json")).expect("json");
+    let raw: Value =
+        serde_json::from_str(&fixture("rfc7643_resources/enterprise_user.json")).expect("json");
     let mut user = normalize(&raw, &users, NormalizeOptions::default()).expect("normalizes");
     user["id"] = raw["id"].clone();
     user["meta"] = raw["meta"].clone();
@@ -144,23 +158,56 @@ fn filters_evaluate_against_the_rfc_enterprise_user() {
         (r#"meta.lastModified gt "2011-05-13T06:42:33+02:00""#, true),
         (r#"meta.created lt "2010-01-24T00:00:00Z""#, true),
         (r#"meta.resourceType eq "User""#, true),
-        (r#"emails[type eq "work" and value co "@example.com"]"#, true),
-        (r#"emails[type eq "home" and value co "@example.com"]"#, false),
+        (
+            r#"emails[type eq "work" and value co "@example.com"]"#,
+            true,
+        ),
+        (
+            r#"emails[type eq "home" and value co "@example.com"]"#,
+            false,
+        ),
         (r#"emails[type eq "work" and primary eq true]"#, true),
         (r#"emails[type eq "home" and primary eq true]"#, false),
         (r#"emails co "jensen.org""#, true),
         (r#"emails.value ew "@jensen.org""#, true),
         (r#"emails.type eq "other""#, false),
         (r#"not (emails.type eq "other")"#, true),
-        (r#"addresses[type eq "work" and (postalCode eq "91608" or region eq "NY")]"#, true),
-        (r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#, true),
-        (r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#, false),
-        (r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#, true),
-        (r#"emails[type eq "work"].value eq "bjensen@example.com""#, true),
-        (r#"emails[type eq "home"].value eq "bjensen@example.com""#, false),
-        (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#, true),
-        (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87e4-49d8ca9f808d""#, true),
-        (r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bjensen""#, true),
+        (
+            r#"addresses[type eq "work" and (postalCode eq "91608" or region eq "NY")]"#,
+            true,
+        ),
+        (
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+            true,
+        ),
+        (
+            r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+            false,
+        ),
+        (
+            r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
+            true,
+        ),
+        (
+            r#"emails[type eq "work"].value eq "bjensen@example.com""#,
+            true,
+        ),
+        (
+            r#"emails[type eq "home"].value eq "bjensen@example.com""#,
+            false,
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#,
+            true,
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915-6090-4610-87e4-49d8ca9f808d""#,
+            true,
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bjensen""#,
+            true,
+        ),
         (r#"employeeNumber eq "701984""#, true),
         (r#"id eq "2819c223-7f76-453a-919d-413861904646""#, true),
         (r#"id eq "2819C223-7F76-453A-919D-413861904646""#, false),
@@ -171,7 +218,9 @@ fn filters_evaluate_against_the_rfc_enterprise_user() {
     ];
     for (text, expected) in table {
         let filter = Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        filter.validate(&users).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        filter
+            .validate(&users)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
         assert_eq!(filter.matches(&user, &users), *expected, "{text}");
     }
 }
@@ -210,7 +259,11 @@ fn comparisons_that_make_no_sense_for_the_type_are_invalid_filters() {
         let filter = Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         let err = filter.validate(&users).expect_err(text);
         assert_eq!(err.status, 400, "{text}");
-        assert_eq!(err.scim_type.map(|t| t.as_str()), Some("invalidFilter"), "{text}");
+        assert_eq!(
+            err.scim_type.map(|t| t.as_str()),
+            Some("invalidFilter"),
+            "{text}"
+        );
     }
 }
 
@@ -223,22 +276,31 @@ fn group_member_filters_evaluate_against_the_rfc_group() {
     group["id"] = raw["id"].clone();
     let table: &[(&str, bool)] = &[
         (r#"displayName eq "tour guides""#, true),
-        (r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#, true),
+        (
+            r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#,
+            true,
+        ),
         // RFC 7643 §8.7.1 declares members.value caseExact false.
-        (r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#, true),
+        (
+            r#"members[value eq "2819C223-7F76-453A-919D-413861904646"]"#,
+            true,
+        ),
         (r#"members.display co "Pepperidge""#, true),
         (r#"members[value eq "nope"] or displayName sw "Tour""#, true),
     ];
     for (text, expected) in table {
         let filter = Filter::parse(text).expect("parses");
-        filter.validate(&groups).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        filter
+            .validate(&groups)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
         assert_eq!(filter.matches(&group, &groups), *expected, "{text}");
     }
 }
 
 #[test]
 fn string_literals_decode_json_escapes() {
-    let filter = Filter::parse(r#"displayName eq "Tab\there \"quoted\" \u00e9\\""#).expect("parses");
+    let filter =
+        Filter::parse(r#"displayName eq "Tab\there \"quoted\" \u00e9\\""#).expect("parses");
     let registry = SchemaRegistry::standard();
     let users = registry.view("User").expect("User");
     let user = json!({"displayName": "Tab\there \"quoted\" é\\"});
@@ -249,8 +311,17 @@ fn string_literals_decode_json_escapes() {
 
 #[test]
 fn number_literals_print_back_exactly() {
-    for text in ["het le 114444444444.54444404445", "x gt 1e-7", "x eq -0.1", "x lt 12345678901234567890"] {
+    for text in [
+        "het le 114444444444.54444404445",
+        "x gt 1e-7",
+        "x eq -0.1",
+        "x lt 12345678901234567890",
+    ] {
         let filter = Filter::parse(text).expect("parses");
-        assert_eq!(Filter::parse(&filter.to_string()).expect("printed form parses"), filter, "{text}");
+        assert_eq!(
+            Filter::parse(&filter.to_string()).expect("printed form parses"),
+            filter,
+            "{text}"
+        );
     }
 }

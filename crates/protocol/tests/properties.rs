@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use scimgate_protocol::filter::parse_filter;
 use scimgate_protocol::{
-    apply_patch, normalize, AttrPath, CompValue, CompareOp, Filter, NormalizeOptions, ParseLimits, PatchRequest,
-    SchemaRegistry, ENTERPRISE_USER_SCHEMA, USER_SCHEMA,
+    apply_patch, normalize, AttrPath, CompValue, CompareOp, Filter, NormalizeOptions, ParseLimits,
+    PatchRequest, SchemaRegistry, ENTERPRISE_USER_SCHEMA, USER_SCHEMA,
 };
 use serde_json::{json, Value};
 
@@ -18,11 +18,20 @@ fn attr_name() -> impl Strategy<Value = String> {
 
 fn attr_path(allow_urn: bool) -> impl Strategy<Value = AttrPath> {
     let urn = if allow_urn {
-        prop_oneof![Just(None), Just(Some(USER_SCHEMA.to_owned())), Just(Some(ENTERPRISE_USER_SCHEMA.to_owned()))].boxed()
+        prop_oneof![
+            Just(None),
+            Just(Some(USER_SCHEMA.to_owned())),
+            Just(Some(ENTERPRISE_USER_SCHEMA.to_owned()))
+        ]
+        .boxed()
     } else {
         Just(None).boxed()
     };
-    (urn, attr_name(), proptest::option::of(attr_name())).prop_map(|(urn, name, sub)| AttrPath { urn, name, sub })
+    (urn, attr_name(), proptest::option::of(attr_name())).prop_map(|(urn, name, sub)| AttrPath {
+        urn,
+        name,
+        sub,
+    })
 }
 
 fn comp_value() -> impl Strategy<Value = CompValue> {
@@ -55,29 +64,47 @@ fn compare_op() -> impl Strategy<Value = CompareOp> {
 /// never directly holds a chain of the same kind (the parser would flatten it).
 fn filter(allow_urn: bool, allow_value_path: bool) -> BoxedStrategy<Filter> {
     let leaf = prop_oneof![
-        (attr_path(allow_urn), compare_op(), comp_value()).prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
+        (attr_path(allow_urn), compare_op(), comp_value())
+            .prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
         attr_path(allow_urn).prop_map(Filter::Present),
     ];
     leaf.prop_recursive(4, 24, 4, move |inner| {
         let mut options = vec![
             prop::collection::vec(inner.clone(), 2..4)
-                .prop_map(|items| Filter::And(items.into_iter().flat_map(|f| match f {
-                    Filter::And(nested) => nested,
-                    other => vec![other],
-                }).collect()))
+                .prop_map(|items| {
+                    Filter::And(
+                        items
+                            .into_iter()
+                            .flat_map(|f| match f {
+                                Filter::And(nested) => nested,
+                                other => vec![other],
+                            })
+                            .collect(),
+                    )
+                })
                 .boxed(),
             prop::collection::vec(inner.clone(), 2..4)
-                .prop_map(|items| Filter::Or(items.into_iter().flat_map(|f| match f {
-                    Filter::Or(nested) => nested,
-                    other => vec![other],
-                }).collect()))
+                .prop_map(|items| {
+                    Filter::Or(
+                        items
+                            .into_iter()
+                            .flat_map(|f| match f {
+                                Filter::Or(nested) => nested,
+                                other => vec![other],
+                            })
+                            .collect(),
+                    )
+                })
                 .boxed(),
             inner.clone().prop_map(|f| Filter::Not(Box::new(f))).boxed(),
         ];
         if allow_value_path {
             options.push(
                 (attr_name(), filter(false, false))
-                    .prop_map(|(name, f)| Filter::ValuePath { path: AttrPath::new(name), filter: Box::new(f) })
+                    .prop_map(|(name, f)| Filter::ValuePath {
+                        path: AttrPath::new(name),
+                        filter: Box::new(f),
+                    })
                     .boxed(),
             );
         }
@@ -129,7 +156,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
         "[a-z@.]{0,8}".prop_map(Value::String),
         Just(json!("2011-05-13T04:42:34Z")),
     ];
@@ -137,7 +165,12 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop_oneof![Just("value".to_owned()), Just("type".to_owned()), Just("primary".to_owned()), Just("givenName".to_owned())],
+                prop_oneof![
+                    Just("value".to_owned()),
+                    Just("type".to_owned()),
+                    Just("primary".to_owned()),
+                    Just("givenName".to_owned())
+                ],
                 inner,
                 0..4
             )
@@ -168,17 +201,27 @@ fn base_user() -> impl Strategy<Value = Value> {
     (
         "[a-z]{1,8}",
         proptest::option::of("[A-Z][a-z]{0,6}"),
-        proptest::collection::vec(("[a-z]{1,6}@[a-z]{1,4}\\.org", prop_oneof![Just("work"), Just("home"), Just("other")]), 0..4),
+        proptest::collection::vec(
+            (
+                "[a-z]{1,6}@[a-z]{1,4}\\.org",
+                prop_oneof![Just("work"), Just("home"), Just("other")],
+            ),
+            0..4,
+        ),
         proptest::option::of("[0-9]{1,6}"),
         any::<bool>(),
     )
         .prop_map(|(user_name, given, emails, employee, active)| {
-            let mut user = json!({"schemas": [USER_SCHEMA], "userName": user_name, "active": active});
+            let mut user =
+                json!({"schemas": [USER_SCHEMA], "userName": user_name, "active": active});
             if let Some(g) = given {
                 user["name"] = json!({"givenName": g});
             }
             if !emails.is_empty() {
-                user["emails"] = emails.into_iter().map(|(value, kind)| json!({"value": value, "type": kind})).collect();
+                user["emails"] = emails
+                    .into_iter()
+                    .map(|(value, kind)| json!({"value": value, "type": kind}))
+                    .collect();
             }
             if let Some(e) = employee {
                 user["schemas"] = json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]);
@@ -189,7 +232,8 @@ fn base_user() -> impl Strategy<Value = Value> {
 }
 
 fn patch_body(ops: Value) -> PatchRequest {
-    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+    let body =
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
     PatchRequest::parse(&body).expect("generated PATCH parses")
 }
 

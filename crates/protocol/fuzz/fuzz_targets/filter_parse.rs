@@ -8,12 +8,20 @@ use scimgate_protocol::{Filter, ParseLimits, SchemaRegistry};
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(filter) = Filter::parse(text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(filter) = Filter::parse(text) else {
+        return;
+    };
     let printed = filter.to_string();
     // Escaping control characters can make the printed form longer than the length limit.
-    let no_length_limit = ParseLimits { max_len: usize::MAX, ..ParseLimits::default() };
-    let again = parse_filter(&printed, &no_length_limit).unwrap_or_else(|e| panic!("printed form {printed:?} of {text:?} does not parse: {e}"));
+    let no_length_limit = ParseLimits {
+        max_len: usize::MAX,
+        ..ParseLimits::default()
+    };
+    let again = parse_filter(&printed, &no_length_limit)
+        .unwrap_or_else(|e| panic!("printed form {printed:?} of {text:?} does not parse: {e}"));
     assert_eq!(filter, again, "{text:?} printed as {printed:?}");
 
     let registry = SchemaRegistry::standard();

@@ -17,7 +17,9 @@ fn body_from(text: &str) -> Value {
             let mut parts = line.splitn(3, '|');
             let op = parts.next().unwrap_or("add");
             let path = parts.next().filter(|p| !p.is_empty());
-            let value = parts.next().map(|v| serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())));
+            let value = parts
+                .next()
+                .map(|v| serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())));
             let mut o = json!({"op": op});
             if let Some(p) = path {
                 o["path"] = Value::String(p.to_owned());
@@ -32,32 +34,46 @@ fn body_from(text: &str) -> Value {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     let body = body_from(text);
-    let Ok(request) = PatchRequest::parse(&body) else { return };
+    let Ok(request) = PatchRequest::parse(&body) else {
+        return;
+    };
 
     let registry = SchemaRegistry::standard();
     let (rt, resource) = if selector & 1 == 0 {
-        ("User", json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-            "id": "2819c223", "externalId": "701984", "userName": "bjensen@example.com",
-            "name": {"givenName": "Barbara", "familyName": "Jensen"}, "active": true, "title": "Tour Guide",
-            "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true}, {"value": "babs@jensen.org", "type": "home"}],
-            "addresses": [{"streetAddress": "100 Universal City Plaza", "type": "work", "primary": true}],
-            "x509Certificates": [{"value": "MIIDQzCC"}],
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984", "manager": {"value": "26118915"}},
-            "urn:example:unknown:2.0:User": {"kept": [1, 2]}
-        }))
+        (
+            "User",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                "id": "2819c223", "externalId": "701984", "userName": "bjensen@example.com",
+                "name": {"givenName": "Barbara", "familyName": "Jensen"}, "active": true, "title": "Tour Guide",
+                "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true}, {"value": "babs@jensen.org", "type": "home"}],
+                "addresses": [{"streetAddress": "100 Universal City Plaza", "type": "work", "primary": true}],
+                "x509Certificates": [{"value": "MIIDQzCC"}],
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984", "manager": {"value": "26118915"}},
+                "urn:example:unknown:2.0:User": {"kept": [1, 2]}
+            }),
+        )
     } else {
-        ("Group", json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-            "id": "e9e30dba", "displayName": "Tour Guides",
-            "members": [{"value": "2819c223", "display": "Babs"}, {"value": "902c246b", "type": "User"}]
-        }))
+        (
+            "Group",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "id": "e9e30dba", "displayName": "Tour Guides",
+                "members": [{"value": "2819c223", "display": "Babs"}, {"value": "902c246b", "type": "User"}]
+            }),
+        )
     };
     let Some(rs) = registry.view(rt) else { return };
-    let opts = NormalizeOptions { lenient: selector & 2 == 0 };
+    let opts = NormalizeOptions {
+        lenient: selector & 2 == 0,
+    };
     if let Ok(outcome) = apply_patch(resource, &request, &rs, opts) {
         assert!(outcome.resource.is_object());
     }

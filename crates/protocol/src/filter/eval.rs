@@ -1,6 +1,7 @@
 //! Filter evaluation against JSON resources, obeying each attribute's type and `caseExact`.
 //! Resources are expected in canonical form (as `resource::normalize` produces them).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -32,14 +33,22 @@ impl<'a> FilterContext<'_, 'a> {
         match self {
             FilterContext::Resource(rs) => {
                 let r = rs.resolve(path)?;
-                Some(Target { container: r.container, attr: r.attr, sub: r.sub })
+                Some(Target {
+                    container: r.container,
+                    attr: r.attr,
+                    sub: r.sub,
+                })
             }
             FilterContext::Element(parent) => {
                 if path.sub.is_some() {
                     return None;
                 }
                 let attr = parent.sub_attribute(&path.name)?;
-                Some(Target { container: Container::Core, attr, sub: None })
+                Some(Target {
+                    container: Container::Core,
+                    attr,
+                    sub: None,
+                })
             }
         }
     }
@@ -55,18 +64,24 @@ impl Filter {
 
     pub(crate) fn validate_in_context(&self, ctx: FilterContext<'_, '_>) -> Result<(), ScimError> {
         match self {
-            Filter::And(items) | Filter::Or(items) => items.iter().try_for_each(|f| f.validate_in_context(ctx)),
+            Filter::And(items) | Filter::Or(items) => {
+                items.iter().try_for_each(|f| f.validate_in_context(ctx))
+            }
             Filter::Not(inner) => inner.validate_in_context(ctx),
             Filter::Present(_) => Ok(()),
             Filter::ValuePath { path, filter } => match ctx.resolve(path) {
                 None => Ok(()),
-                Some(t) if t.sub.is_none() && t.attr.is_complex() => filter.validate_in_context(FilterContext::Element(t.attr)),
+                Some(t) if t.sub.is_none() && t.attr.is_complex() => {
+                    filter.validate_in_context(FilterContext::Element(t.attr))
+                }
                 Some(_) => Err(ScimError::invalid_filter(format!(
                     "'{path}' is not a complex attribute, so it cannot take a value filter"
                 ))),
             },
             Filter::Compare { path, op, value } => {
-                let Some(t) = ctx.resolve(path) else { return Ok(()) };
+                let Some(t) = ctx.resolve(path) else {
+                    return Ok(());
+                };
                 let Some(leaf) = leaf_def(&t) else {
                     return Err(ScimError::invalid_filter(format!(
                         "'{path}' is a complex attribute; compare one of its sub-attributes instead"
@@ -94,19 +109,27 @@ impl Filter {
             Filter::Or(items) => items.iter().any(|f| f.matches_in(node, ctx)),
             Filter::Not(inner) => !inner.matches_in(node, ctx),
             Filter::Present(path) => {
-                let Some(t) = ctx.resolve(path) else { return false };
-                let Some(v) = attribute_value(node, &t) else { return false };
+                let Some(t) = ctx.resolve(path) else {
+                    return false;
+                };
+                let Some(v) = attribute_value(node, &t) else {
+                    return false;
+                };
                 match t.sub {
                     None => is_present(v),
                     Some(_) => leaf_values(v, &t).into_iter().any(is_present),
                 }
             }
             Filter::ValuePath { path, filter } => {
-                let Some(t) = ctx.resolve(path) else { return false };
+                let Some(t) = ctx.resolve(path) else {
+                    return false;
+                };
                 if t.sub.is_some() || !t.attr.is_complex() {
                     return false;
                 }
-                let Some(v) = attribute_value(node, &t) else { return false };
+                let Some(v) = attribute_value(node, &t) else {
+                    return false;
+                };
                 match v {
                     Value::Array(items) => items.iter().any(|e| filter.matches_element(e, t.attr)),
                     Value::Object(_) => filter.matches_element(v, t.attr),
@@ -114,15 +137,23 @@ impl Filter {
                 }
             }
             Filter::Compare { path, op, value } => {
-                let Some(t) = ctx.resolve(path) else { return false };
-                let Some(leaf) = leaf_def(&t) else { return false };
-                let values = attribute_value(node, &t).map(|v| leaf_values(v, &t)).unwrap_or_default();
+                let Some(t) = ctx.resolve(path) else {
+                    return false;
+                };
+                let Some(leaf) = leaf_def(&t) else {
+                    return false;
+                };
+                let values = attribute_value(node, &t)
+                    .map(|v| leaf_values(v, &t))
+                    .unwrap_or_default();
                 let values: Vec<&Value> = values.into_iter().filter(|v| !v.is_null()).collect();
                 match (op, value) {
                     (CompareOp::Eq, CompValue::Null) => values.is_empty(),
                     (CompareOp::Ne, CompValue::Null) => !values.is_empty(),
                     (_, CompValue::Null) => false,
-                    (CompareOp::Ne, _) => !values.iter().any(|v| compare_values(leaf, v, CompareOp::Eq, value)),
+                    (CompareOp::Ne, _) => !values
+                        .iter()
+                        .any(|v| compare_values(leaf, v, CompareOp::Eq, value)),
                     _ => values.iter().any(|v| compare_values(leaf, v, *op, value)),
                 }
             }
@@ -178,25 +209,49 @@ fn is_present(v: &Value) -> bool {
     }
 }
 
-fn validate_comparison(path: &AttrPath, leaf: &AttributeDef, op: CompareOp, value: &CompValue) -> Result<(), ScimError> {
-    let bad = |why: String| Err(ScimError::invalid_filter(format!("'{path} {} {value}': {why}", op.as_str())));
+fn validate_comparison(
+    path: &AttrPath,
+    leaf: &AttributeDef,
+    op: CompareOp,
+    value: &CompValue,
+) -> Result<(), ScimError> {
+    let bad = |why: String| {
+        Err(ScimError::invalid_filter(format!(
+            "'{path} {} {value}': {why}",
+            op.as_str()
+        )))
+    };
     if matches!(value, CompValue::Null) && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
         return bad("null can only be compared with eq or ne".into());
     }
     match leaf.kind {
         AttributeType::Boolean | AttributeType::Binary if op.is_ordering() || op.is_substring() => {
-            bad(format!("operator '{}' is not defined for {} attributes", op.as_str(), type_name(leaf.kind)))
+            bad(format!(
+                "operator '{}' is not defined for {} attributes",
+                op.as_str(),
+                type_name(leaf.kind)
+            ))
         }
-        AttributeType::Boolean if !matches!(value, CompValue::Bool(_) | CompValue::Null) && as_bool(value).is_none() => {
+        AttributeType::Boolean
+            if !matches!(value, CompValue::Bool(_) | CompValue::Null)
+                && as_bool(value).is_none() =>
+        {
             bad("expected true or false".into())
         }
-        AttributeType::Integer | AttributeType::Decimal if op.is_substring() => {
-            bad(format!("operator '{}' is not defined for numbers", op.as_str()))
-        }
-        AttributeType::Integer | AttributeType::Decimal if !matches!(value, CompValue::Null) && as_number(value).is_none() => {
+        AttributeType::Integer | AttributeType::Decimal if op.is_substring() => bad(format!(
+            "operator '{}' is not defined for numbers",
+            op.as_str()
+        )),
+        AttributeType::Integer | AttributeType::Decimal
+            if !matches!(value, CompValue::Null) && as_number(value).is_none() =>
+        {
             bad("expected a number".into())
         }
-        AttributeType::DateTime if !op.is_substring() && !matches!(value, CompValue::Null) && as_instant(value).is_none() => {
+        AttributeType::DateTime
+            if !op.is_substring()
+                && !matches!(value, CompValue::Null)
+                && as_instant(value).is_none() =>
+        {
             bad("expected an RFC 3339 date-time such as \"2011-05-13T04:42:34Z\"".into())
         }
         _ => Ok(()),
@@ -245,27 +300,34 @@ pub(crate) fn parse_instant(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
-fn literal_text(value: &CompValue) -> String {
+fn literal_text(value: &CompValue) -> Cow<'_, str> {
     match value {
-        CompValue::String(s) => s.clone(),
-        other => other.to_string(),
+        CompValue::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
-fn json_text(v: &Value) -> Option<String> {
+fn json_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
 }
 
 /// Compares one attribute value with a filter literal under the attribute's type rules.
-pub fn compare_values(def: &AttributeDef, actual: &Value, op: CompareOp, literal: &CompValue) -> bool {
+pub fn compare_values(
+    def: &AttributeDef,
+    actual: &Value,
+    op: CompareOp,
+    literal: &CompValue,
+) -> bool {
     match def.kind {
         AttributeType::Boolean => {
-            let (Some(a), Some(b)) = (actual.as_bool(), as_bool(literal)) else { return false };
+            let (Some(a), Some(b)) = (actual.as_bool(), as_bool(literal)) else {
+                return false;
+            };
             match op {
                 CompareOp::Eq => a == b,
                 CompareOp::Ne => a != b,
@@ -273,8 +335,11 @@ pub fn compare_values(def: &AttributeDef, actual: &Value, op: CompareOp, literal
             }
         }
         AttributeType::Integer | AttributeType::Decimal => {
-            let (Some(a), Some(b)) = (actual.as_f64(), as_number(literal)) else { return false };
-            a.partial_cmp(&b).is_some_and(|ord| ordering_matches(op, ord))
+            let (Some(a), Some(b)) = (actual.as_f64(), as_number(literal)) else {
+                return false;
+            };
+            a.partial_cmp(&b)
+                .is_some_and(|ord| ordering_matches(op, ord))
         }
         AttributeType::DateTime if !op.is_substring() => {
             match (actual.as_str().and_then(parse_instant), as_instant(literal)) {
@@ -287,15 +352,38 @@ pub fn compare_values(def: &AttributeDef, actual: &Value, op: CompareOp, literal
 }
 
 fn compare_strings(def: &AttributeDef, actual: &Value, op: CompareOp, literal: &CompValue) -> bool {
-    let Some(a) = json_text(actual) else { return false };
+    let Some(a) = json_text(actual) else {
+        return false;
+    };
     let b = literal_text(literal);
-    let (a, b) = if def.case_exact { (a, b) } else { (a.to_lowercase(), b.to_lowercase()) };
-    match op {
-        CompareOp::Co => a.contains(&b),
-        CompareOp::Sw => a.starts_with(&b),
-        CompareOp::Ew => a.ends_with(&b),
-        _ => ordering_matches(op, a.cmp(&b)),
+    if !op.is_substring() {
+        // Equality and ordering run once per member on large groups: compare case-folded
+        // characters in place instead of allocating lower-cased copies.
+        let ord = if def.case_exact {
+            a.as_ref().cmp(b.as_ref())
+        } else if a.is_ascii() && b.is_ascii() {
+            a.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+        } else {
+            fold_case(&a).cmp(fold_case(&b))
+        };
+        return ordering_matches(op, ord);
     }
+    let (a, b) = if def.case_exact {
+        (a, b)
+    } else {
+        (a.to_lowercase().into(), b.to_lowercase().into())
+    };
+    match op {
+        CompareOp::Co => a.contains(b.as_ref()),
+        CompareOp::Sw => a.starts_with(b.as_ref()),
+        _ => a.ends_with(b.as_ref()),
+    }
+}
+
+fn fold_case(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().flat_map(char::to_lowercase)
 }
 
 fn ordering_matches(op: CompareOp, ord: Ordering) -> bool {

@@ -8,8 +8,8 @@ use std::fmt;
 
 use crate::path::AttrPath;
 
-pub use eval::{compare_values, FilterContext};
 pub(crate) use eval::parse_instant;
+pub use eval::{compare_values, FilterContext};
 pub(crate) use parser::parse_value_filter;
 pub use parser::{parse_filter, FilterError, ParseLimits};
 
@@ -59,7 +59,10 @@ impl CompareOp {
 
     /// Whether the operator orders values (and so is undefined for booleans and binaries).
     pub fn is_ordering(self) -> bool {
-        matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
+        matches!(
+            self,
+            CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+        )
     }
 
     /// Whether the operator works on substrings.
@@ -81,16 +84,34 @@ impl Eq for CompValue {}
 
 /// A filter expression. `and` / `or` chains are n-ary so that long chains do not nest deeply;
 /// nesting only comes from parentheses, `not` and value paths, and the parser bounds it.
+///
+/// ```
+/// use scimgate_protocol::{CompValue, Filter};
+///
+/// let filter = Filter::parse(r#"userName eq "bjensen" and not (title pr)"#).unwrap();
+/// let Filter::And(items) = &filter else { panic!("an and-chain") };
+/// assert!(matches!(&items[0], Filter::Compare { value: CompValue::String(s), .. } if s == "bjensen"));
+/// assert_eq!(filter.to_string(), r#"userName eq "bjensen" and not (title pr)"#);
+/// let err = Filter::parse(r#"userName eq"#).unwrap_err();
+/// assert_eq!(err.position, 11);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
-    Compare { path: AttrPath, op: CompareOp, value: CompValue },
+    Compare {
+        path: AttrPath,
+        op: CompareOp,
+        value: CompValue,
+    },
     Present(AttrPath),
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
     /// `emails[type eq "work"]`: some value of a multi-valued attribute matches the inner
     /// filter, whose paths are relative to that value.
-    ValuePath { path: AttrPath, filter: Box<Filter> },
+    ValuePath {
+        path: AttrPath,
+        filter: Box<Filter>,
+    },
 }
 
 impl Filter {
@@ -104,8 +125,13 @@ impl Filter {
     /// `members[value eq "…"]` into a lookup by id.
     pub fn equality_literals(&self, sub: &str) -> Option<Vec<&str>> {
         match self {
-            Filter::Compare { path, op: CompareOp::Eq, value: CompValue::String(s) }
-                if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case(sub) =>
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: CompValue::String(s),
+            } if path.urn.is_none()
+                && path.sub.is_none()
+                && path.name.eq_ignore_ascii_case(sub) =>
             {
                 Some(vec![s.as_str()])
             }
@@ -140,7 +166,9 @@ impl fmt::Display for Filter {
         match self {
             Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),
             Filter::Present(path) => write!(f, "{path} pr"),
-            Filter::And(items) => write_joined(f, items, " and ", |c| matches!(c, Filter::And(_) | Filter::Or(_))),
+            Filter::And(items) => write_joined(f, items, " and ", |c| {
+                matches!(c, Filter::And(_) | Filter::Or(_))
+            }),
             Filter::Or(items) => write_joined(f, items, " or ", |c| matches!(c, Filter::Or(_))),
             Filter::Not(inner) => write!(f, "not ({inner})"),
             Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),

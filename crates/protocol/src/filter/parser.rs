@@ -16,7 +16,10 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { max_len: 8192, max_depth: 32 }
+        ParseLimits {
+            max_len: 8192,
+            max_depth: 32,
+        }
     }
 }
 
@@ -63,7 +66,10 @@ fn describe(tok: Option<&Token>) -> String {
 }
 
 fn err(position: usize, message: impl Into<String>) -> FilterError {
-    FilterError { position, message: message.into() }
+    FilterError {
+        position,
+        message: message.into(),
+    }
 }
 
 fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
@@ -83,16 +89,26 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
             b']' => Tok::RBracket,
             b'"' => {
                 let (s, end) = lex_string(text, i)?;
-                tokens.push(Token { tok: Tok::Str(s), start });
+                tokens.push(Token {
+                    tok: Tok::Str(s),
+                    start,
+                });
                 i = end;
                 continue;
             }
             _ => {
-                while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b'[' | b']' | b'"')
+                while i < bytes.len()
+                    && !matches!(
+                        bytes[i],
+                        b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b'[' | b']' | b'"'
+                    )
                 {
                     i += 1;
                 }
-                tokens.push(Token { tok: Tok::Word(text[start..i].to_string()), start });
+                tokens.push(Token {
+                    tok: Tok::Word(text[start..i].to_string()),
+                    start,
+                });
                 continue;
             }
         };
@@ -106,12 +122,16 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
 /// just past the closing quote.
 fn lex_string(text: &str, start: usize) -> Result<(String, usize), FilterError> {
     let mut out = String::new();
-    let mut chars = text[start + 1..].char_indices().map(|(i, c)| (i + start + 1, c));
+    let mut chars = text[start + 1..]
+        .char_indices()
+        .map(|(i, c)| (i + start + 1, c));
     while let Some((i, c)) = chars.next() {
         match c {
             '"' => return Ok((out, i + 1)),
             '\\' => {
-                let (j, e) = chars.next().ok_or_else(|| err(i, "unterminated escape sequence"))?;
+                let (j, e) = chars
+                    .next()
+                    .ok_or_else(|| err(i, "unterminated escape sequence"))?;
                 match e {
                     '"' => out.push('"'),
                     '\\' => out.push('\\'),
@@ -129,9 +149,16 @@ fn lex_string(text: &str, start: usize) -> Result<(String, usize), FilterError> 
                         let code = if (0xD800..0xDC00).contains(&high) {
                             let low_at = j + 5;
                             let is_pair = text.get(low_at..low_at + 2) == Some("\\u");
-                            let low = if is_pair { read_hex4(text, low_at + 2)? } else { 0 };
+                            let low = if is_pair {
+                                read_hex4(text, low_at + 2)?
+                            } else {
+                                0
+                            };
                             if !(0xDC00..0xE000).contains(&low) {
-                                return Err(err(i, "a high surrogate escape must be followed by a low surrogate"));
+                                return Err(err(
+                                    i,
+                                    "a high surrogate escape must be followed by a low surrogate",
+                                ));
                             }
                             for _ in 0..6 {
                                 chars.next();
@@ -140,7 +167,10 @@ fn lex_string(text: &str, start: usize) -> Result<(String, usize), FilterError> 
                         } else {
                             high
                         };
-                        out.push(char::from_u32(code).ok_or_else(|| err(i, "escape is not a valid character"))?);
+                        out.push(
+                            char::from_u32(code)
+                                .ok_or_else(|| err(i, "escape is not a valid character"))?,
+                        );
                     }
                     other => return Err(err(i, format!("invalid escape '\\{other}' in string"))),
                 }
@@ -161,19 +191,30 @@ fn read_hex4(text: &str, at: usize) -> Result<u32, FilterError> {
 /// Parses `text` as a filter.
 pub fn parse_filter(text: &str, limits: &ParseLimits) -> Result<Filter, FilterError> {
     if text.len() > limits.max_len {
-        return Err(err(limits.max_len, format!("filter is longer than {} bytes", limits.max_len)));
+        return Err(err(
+            limits.max_len,
+            format!("filter is longer than {} bytes", limits.max_len),
+        ));
     }
     let tokens = lex(text)?;
     if tokens.is_empty() {
         return Err(err(0, "filter is empty"));
     }
-    let mut parser = Parser { tokens, pos: 0, limits: *limits, end: text.len() };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        limits: *limits,
+        end: text.len(),
+    };
     let filter = parser.or_expr(0, false)?;
     match parser.peek() {
         None => Ok(filter),
         Some(t) => Err(err(
             t.start,
-            format!("unexpected {}; expected 'and', 'or' or the end of the filter", describe(Some(t))),
+            format!(
+                "unexpected {}; expected 'and', 'or' or the end of the filter",
+                describe(Some(t))
+            ),
         )),
     }
 }
@@ -184,11 +225,22 @@ pub(crate) fn parse_value_filter(text: &str, limits: &ParseLimits) -> Result<Fil
     if tokens.is_empty() {
         return Err(err(0, "value filter is empty"));
     }
-    let mut parser = Parser { tokens, pos: 0, limits: *limits, end: text.len() };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        limits: *limits,
+        end: text.len(),
+    };
     let filter = parser.or_expr(1, true)?;
     match parser.peek() {
         None => Ok(filter),
-        Some(t) => Err(err(t.start, format!("unexpected {}; expected 'and', 'or' or ']'", describe(Some(t))))),
+        Some(t) => Err(err(
+            t.start,
+            format!(
+                "unexpected {}; expected 'and', 'or' or ']'",
+                describe(Some(t))
+            ),
+        )),
     }
 }
 
@@ -218,7 +270,10 @@ impl Parser {
                 self.pos += 1;
                 Ok(())
             }
-            other => Err(err(self.here(), format!("expected {what}, found {}", describe(other)))),
+            other => Err(err(
+                self.here(),
+                format!("expected {what}, found {}", describe(other)),
+            )),
         }
     }
 
@@ -228,7 +283,11 @@ impl Parser {
             self.pos += 1;
             items.push(self.and_expr(depth, in_brackets)?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Filter::Or(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Filter::Or(items)
+        })
     }
 
     fn and_expr(&mut self, depth: usize, in_brackets: bool) -> Result<Filter, FilterError> {
@@ -237,15 +296,25 @@ impl Parser {
             self.pos += 1;
             items.push(self.unary(depth, in_brackets)?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Filter::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Filter::And(items)
+        })
     }
 
     fn unary(&mut self, depth: usize, in_brackets: bool) -> Result<Filter, FilterError> {
         if depth >= self.limits.max_depth {
-            return Err(err(self.here(), format!("filter nests deeper than {} levels", self.limits.max_depth)));
+            return Err(err(
+                self.here(),
+                format!("filter nests deeper than {} levels", self.limits.max_depth),
+            ));
         }
         let Some(token) = self.peek().cloned() else {
-            return Err(err(self.end, "expected an attribute path, '(' or 'not', found the end of the filter"));
+            return Err(err(
+                self.end,
+                "expected an attribute path, '(' or 'not', found the end of the filter",
+            ));
         };
         match token.tok {
             Tok::LParen => {
@@ -256,7 +325,13 @@ impl Parser {
             }
             Tok::Word(ref w)
                 if w.eq_ignore_ascii_case("not")
-                    && matches!(self.tokens.get(self.pos + 1), Some(Token { tok: Tok::LParen, .. })) =>
+                    && matches!(
+                        self.tokens.get(self.pos + 1),
+                        Some(Token {
+                            tok: Tok::LParen,
+                            ..
+                        })
+                    ) =>
             {
                 self.pos += 2;
                 let inner = self.or_expr(depth + 1, in_brackets)?;
@@ -270,25 +345,49 @@ impl Parser {
             }
             _ => Err(err(
                 token.start,
-                format!("expected an attribute path, '(' or 'not', found {}", describe(Some(&token))),
+                format!(
+                    "expected an attribute path, '(' or 'not', found {}",
+                    describe(Some(&token))
+                ),
             )),
         }
     }
 
-    fn after_path(&mut self, path: AttrPath, depth: usize, in_brackets: bool, start: usize) -> Result<Filter, FilterError> {
-        if matches!(self.peek(), Some(Token { tok: Tok::LBracket, .. })) {
+    fn after_path(
+        &mut self,
+        path: AttrPath,
+        depth: usize,
+        in_brackets: bool,
+        start: usize,
+    ) -> Result<Filter, FilterError> {
+        if matches!(
+            self.peek(),
+            Some(Token {
+                tok: Tok::LBracket,
+                ..
+            })
+        ) {
             if in_brackets {
-                return Err(err(self.here(), "a value filter cannot contain another value filter"));
+                return Err(err(
+                    self.here(),
+                    "a value filter cannot contain another value filter",
+                ));
             }
             if path.sub.is_some() {
-                return Err(err(start, "a value filter applies to an attribute, not to a sub-attribute"));
+                return Err(err(
+                    start,
+                    "a value filter applies to an attribute, not to a sub-attribute",
+                ));
             }
             self.pos += 1;
             let inner = self.or_expr(depth + 1, true)?;
             self.expect(Tok::RBracket, "']'")?;
             // `emails[type eq "work"].value eq "x"` is read as `emails[type eq "work" and value eq "x"]`.
             let sub_token = match self.peek() {
-                Some(Token { tok: Tok::Word(w), start }) if w.starts_with('.') => Some((w.clone(), *start)),
+                Some(Token {
+                    tok: Tok::Word(w),
+                    start,
+                }) if w.starts_with('.') => Some((w.clone(), *start)),
                 _ => None,
             };
             let filter = match sub_token {
@@ -297,7 +396,10 @@ impl Parser {
                     self.pos += 1;
                     let sub = parse_path_at(&word[1..], sub_start + 1)?;
                     if sub.urn.is_some() || sub.sub.is_some() {
-                        return Err(err(sub_start + 1, "expected a sub-attribute name after ']'"));
+                        return Err(err(
+                            sub_start + 1,
+                            "expected a sub-attribute name after ']'",
+                        ));
                     }
                     let condition = self.comparison(sub)?;
                     match inner {
@@ -309,22 +411,29 @@ impl Parser {
                     }
                 }
             };
-            return Ok(Filter::ValuePath { path, filter: Box::new(filter) });
+            return Ok(Filter::ValuePath {
+                path,
+                filter: Box::new(filter),
+            });
         }
         self.comparison(path)
     }
 
     fn comparison(&mut self, path: AttrPath) -> Result<Filter, FilterError> {
         let op_pos = self.here();
-        let op_word = match self.peek() {
-            Some(Token { tok: Tok::Word(w), .. }) => w.clone(),
-            other => {
-                return Err(err(
+        let op_word =
+            match self.peek() {
+                Some(Token {
+                    tok: Tok::Word(w), ..
+                }) => w.clone(),
+                other => return Err(err(
                     op_pos,
-                    format!("expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr), found {}", describe(other)),
-                ))
-            }
-        };
+                    format!(
+                        "expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr), found {}",
+                        describe(other)
+                    ),
+                )),
+            };
         self.pos += 1;
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(path));
@@ -359,7 +468,9 @@ fn literal(word: &str) -> Option<CompValue> {
         "false" => Some(CompValue::Bool(false)),
         "null" => Some(CompValue::Null),
         _ if word.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
-            serde_json::from_str::<serde_json::Number>(word).ok().map(CompValue::Number)
+            serde_json::from_str::<serde_json::Number>(word)
+                .ok()
+                .map(CompValue::Number)
         }
         _ => None,
     }
