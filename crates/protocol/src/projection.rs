@@ -357,6 +357,19 @@ pub fn compare_sort_keys(a: Option<&SortKey>, b: Option<&SortKey>, descending: b
     }
 }
 
+/// The order that sorts `resources` (indices into it); ties keep their order.
+pub fn sort_order(
+    resources: &[Value],
+    by: &AttrPath,
+    descending: bool,
+    rs: &ResourceSchemas<'_>,
+) -> Vec<usize> {
+    let keys: Vec<Option<SortKey>> = resources.iter().map(|r| sort_key(r, by, rs)).collect();
+    let mut order: Vec<usize> = (0..resources.len()).collect();
+    order.sort_by(|&a, &b| compare_sort_keys(keys[a].as_ref(), keys[b].as_ref(), descending));
+    order
+}
+
 /// Sorts resources in place; ties keep their order.
 ///
 /// ```

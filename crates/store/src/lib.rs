@@ -1,1 +1,154 @@
+//! # scimgate-store
+//!
+//! Everything scimgate keeps: connections, keys, users, groups, memberships and the request
+//! log, behind one [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default; each backend
+//! owns its migrations and runs them at open. The store knows nothing of HTTP: it takes and
+//! returns domain records, and turns constraint violations into [`StoreError`] variants.
 
+pub mod error;
+pub mod model;
+pub mod paging;
+pub mod plan;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use scimgate_protocol::{AttrPath, Filter, ResourceSchemas};
+use time::OffsetDateTime;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+
+/// Where a page of a list starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageStart {
+    /// RFC 7644 §3.4.2.4: 1-based index into the ordered results.
+    Index(u64),
+    /// RFC 9865: an opaque cursor from a previous page; `None` for the first page.
+    Cursor(Option<String>),
+}
+
+/// A list request, with the filter already parsed and validated.
+pub struct ListQuery<'a> {
+    pub filter: Option<&'a Filter>,
+    pub schemas: &'a ResourceSchemas<'a>,
+    pub sort: Option<(AttrPath, bool)>,
+    pub start: PageStart,
+    pub count: u64,
+    pub load: Load,
+}
+
+/// One page of results. `total_results` counts every match, not just this page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub resources: Vec<StoredResource>,
+    pub total_results: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// The storage contract. Every method is one transaction; a returned `Ok` means the change
+/// is durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_connection(
+        &self,
+        new: NewConnection,
+        key: NewScimKey,
+    ) -> StoreResult<Connection>;
+    async fn connection(&self, id: &str) -> StoreResult<Option<Connection>>;
+    async fn connection_by_customer(&self, customer_id: &str) -> StoreResult<Option<Connection>>;
+    /// Connections ordered by id, after `after`.
+    async fn list_connections(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Connection>>;
+    async fn update_connection(
+        &self,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>>;
+    /// Deletes a connection with its keys, users, groups, memberships and request log.
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+    async fn count_connections(&self) -> StoreResult<u64>;
+
+    /// Stores a new SCIM key for the connection; keys issued before it stay valid until
+    /// `previous_valid_until` (or their own expiry, if sooner).
+    async fn replace_scim_key(
+        &self,
+        connection_id: &str,
+        key: NewScimKey,
+        previous_valid_until: OffsetDateTime,
+    ) -> StoreResult<Option<Connection>>;
+    async fn scim_key(&self, hash: &[u8]) -> StoreResult<Option<ScimKeyRecord>>;
+
+    async fn create_integration_key(&self, name: &str, hash: &[u8]) -> StoreResult<IntegrationKey>;
+    async fn integration_keys(&self) -> StoreResult<Vec<IntegrationKey>>;
+    async fn revoke_integration_key(&self, id: &str) -> StoreResult<bool>;
+    /// Whether an unrevoked integration key has this hash.
+    async fn integration_key_is_valid(&self, hash: &[u8]) -> StoreResult<bool>;
+
+    async fn create_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome>;
+    async fn resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        load: Load,
+    ) -> StoreResult<Option<StoredResource>>;
+    /// Replaces the body and indexed fields and applies the member operations in order.
+    /// With `expected_version`, fails with [`StoreError::VersionMismatch`] if the stored
+    /// version differs.
+    async fn update_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<i64>,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome>;
+    /// Deletes the resource and every membership that names it.
+    async fn delete_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> StoreResult<()>;
+    async fn list_resources(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        query: &ListQuery<'_>,
+    ) -> StoreResult<Page>;
+    /// Which of `ids` are users or groups of this connection.
+    async fn existing_ids(
+        &self,
+        connection_id: &str,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, Kind>>;
+    async fn count_resources(&self, kind: Kind) -> StoreResult<u64>;
+
+    /// Appends entries to their connections' request logs in one commit, keeping only the
+    /// newest `keep` entries of each.
+    async fn log_requests(
+        &self,
+        entries: &[(String, RequestLogEntry)],
+        keep: u32,
+    ) -> StoreResult<()>;
+    async fn recent_requests(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<RequestLogEntry>>;
+}

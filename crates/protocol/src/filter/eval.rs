@@ -296,7 +296,8 @@ fn as_instant(value: &CompValue) -> Option<OffsetDateTime> {
 }
 
 /// Parses an `xsd:dateTime` as used by SCIM (RFC 3339 with an offset).
-pub(crate) fn parse_instant(s: &str) -> Option<OffsetDateTime> {
+/// Parses an RFC 3339 date-time, as SCIM `dateTime` values are written.
+pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 

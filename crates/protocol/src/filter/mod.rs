@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::path::AttrPath;
 
-pub(crate) use eval::parse_instant;
+pub use eval::parse_instant;
 pub use eval::{compare_values, FilterContext};
 pub(crate) use parser::parse_value_filter;
 pub use parser::{parse_filter, FilterError, ParseLimits};

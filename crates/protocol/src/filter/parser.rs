@@ -421,19 +421,20 @@ impl Parser {
 
     fn comparison(&mut self, path: AttrPath) -> Result<Filter, FilterError> {
         let op_pos = self.here();
-        let op_word =
-            match self.peek() {
-                Some(Token {
-                    tok: Tok::Word(w), ..
-                }) => w.clone(),
-                other => return Err(err(
+        let op_word = match self.peek() {
+            Some(Token {
+                tok: Tok::Word(w), ..
+            }) => w.clone(),
+            other => {
+                return Err(err(
                     op_pos,
                     format!(
                         "expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr), found {}",
                         describe(other)
                     ),
-                )),
-            };
+                ))
+            }
+        };
         self.pos += 1;
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(path));
