@@ -215,8 +215,11 @@ impl SqliteStore {
                     .execute(&mut **tx)
                     .await?;
                     if done.rows_affected() == 1 {
+                        let before = delta.removed.len();
                         delta.removed.retain(|id| id != &m.id);
-                        delta.added.push(m.clone());
+                        if delta.removed.len() == before {
+                            delta.added.push(m.clone());
+                        }
                     }
                 }
                 MemberOp::Remove(id) => {

@@ -500,6 +500,20 @@ pub async fn memberships_are_rows(store: &dyn Store) {
         .expect("replace members");
     assert_eq!(out.members.removed, vec!["u2".to_owned()]);
     assert_eq!(out.members.added, vec![member("u3")]);
+    let ops = vec![
+        MemberOp::Clear,
+        MemberOp::Add(member("u3")),
+        MemberOp::Add(member("u4")),
+    ];
+    let out = store
+        .update_resource(&a.id, Kind::Group, "g1", None, group("Staff", ops))
+        .await
+        .expect("replace members again");
+    assert!(
+        out.members.removed.is_empty(),
+        "u3 was removed and re-added: no change"
+    );
+    assert_eq!(out.members.added, vec![member("u4")]);
 
     let found = store
         .existing_ids(

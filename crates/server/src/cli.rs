@@ -1,0 +1,137 @@
+//! The `scimgate` commands.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use scimgate_store::sqlite::SqliteStore;
+use scimgate_store::Store;
+
+use crate::app::{shutdown_signal, Server, Settings};
+use crate::config::{Cli, Command, DatabaseArgs, IntegrationKeyCommand, LogFormat, ServeArgs};
+use crate::secrets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] scimgate_store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("unsupported database URL '{0}': use sqlite://<path>")]
+    UnsupportedDatabase(String),
+    #[error("no integration key with id '{0}' (or it is already revoked)")]
+    UnknownKey(String),
+}
+
+pub async fn open_store(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
+    let url = db.database_url.as_str();
+    if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.contains("://") && !url.starts_with("sqlite:")
+    {
+        return Err(CliError::UnsupportedDatabase(url.to_owned()));
+    }
+    Ok(Arc::new(SqliteStore::open(url).await?))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    init_logging(args.log_format);
+    let store = open_store(&args.db).await?;
+    if args.integration_key.is_none()
+        && store
+            .integration_keys()
+            .await?
+            .iter()
+            .all(|k| k.revoked_at.is_some())
+    {
+        let key = secrets::new_integration_key();
+        store
+            .create_integration_key("initial", &secrets::hash(&key))
+            .await?;
+        println!("No integration key existed, so one was created. It is shown only this once:\n\n    {key}\n");
+        println!("Send it as 'Authorization: Bearer <key>' to /v1. Create more with `scimgate integration-keys create`,");
+        println!("or set SCIMGATE_INTEGRATION_KEY for deployments.\n");
+    }
+    let settings = Settings {
+        public_url: args.public_url(),
+        integration_key: args.integration_key.clone(),
+        max_body_bytes: args.max_body_bytes,
+        scim_rate_limit: args.scim_rate_limit,
+    };
+    let server = Server::bind(store, args.listen, settings).await?;
+    tracing::info!(address = %server.local_addr()?, public_url = %args.public_url(), "scimgate is listening");
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn integration_keys(command: IntegrationKeyCommand) -> Result<(), CliError> {
+    match command {
+        IntegrationKeyCommand::Create { name, db } => {
+            let store = open_store(&db).await?;
+            let key = secrets::new_integration_key();
+            let record = store
+                .create_integration_key(&name, &secrets::hash(&key))
+                .await?;
+            println!("{key}");
+            eprintln!(
+                "integration key '{}' created (id {}); it is shown only this once",
+                record.name, record.id
+            );
+        }
+        IntegrationKeyCommand::List { db } => {
+            let store = open_store(&db).await?;
+            for key in store.integration_keys().await? {
+                let state = match key.revoked_at {
+                    Some(_) => "revoked",
+                    None => "active",
+                };
+                println!("{}\t{}\t{}\t{state}", key.id, key.name, key.created_at);
+            }
+        }
+        IntegrationKeyCommand::Revoke { id, db } => {
+            let store = open_store(&db).await?;
+            if !store.revoke_integration_key(&id).await? {
+                return Err(CliError::UnknownKey(id));
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scimgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::IntegrationKeys(command) => integration_keys(command).await,
+            Command::Migrate(db) => open_store(&db)
+                .await
+                .map(|_| println!("migrations applied")),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scimgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Command line and environment configuration.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scimgate",
+    version,
+    about = "SCIM 2.0 provisioning service for B2B SaaS apps"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the server (migrations run first).
+    Serve(ServeArgs),
+    /// Manages the integration keys that authenticate the app to the management API.
+    #[command(subcommand)]
+    IntegrationKeys(IntegrationKeyCommand),
+    /// Runs the database migrations and exits.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationKeyCommand {
+    /// Creates a key and prints it once.
+    Create {
+        #[arg(long, default_value = "default")]
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Lists keys (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revokes a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path` (or a bare file path).
+    #[arg(
+        long,
+        env = "SCIMGATE_DATABASE_URL",
+        default_value = "sqlite://scimgate.db"
+    )]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "SCIMGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The origin used in `scim_base_url` and `meta.location` (default: http://<listen>).
+    #[arg(long, env = "SCIMGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "SCIMGATE_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// An integration key accepted in addition to the stored ones.
+    #[arg(
+        long = "integration-key",
+        env = "SCIMGATE_INTEGRATION_KEY",
+        hide_env_values = true
+    )]
+    pub integration_key: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SCIMGATE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Sustained SCIM requests per second allowed per connection (bursts of twice that).
+    #[arg(long, env = "SCIMGATE_SCIM_RATE_LIMIT", default_value_t = 200)]
+    pub scim_rate_limit: u32,
+}
+
+impl ServeArgs {
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! # scimgate
+//!
+//! The service: the SCIM API an identity provider talks to, the management API the app talks
+//! to, and the operations endpoints, over a [`scimgate_store::Store`].
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod management;
+pub mod ops;
+pub mod request_log;
+pub mod scim;
+pub mod secrets;

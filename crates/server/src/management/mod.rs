@@ -1,0 +1,114 @@
+//! The app-facing management API at `/v1`, authenticated with an integration key.
+
+mod connections;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::app::AppState;
+use crate::secrets;
+use error::ApiError;
+
+pub use connections::{scim_base_url, IDENTITY_PROVIDERS};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "scimgate management API", description = "Create one SCIM connection per customer, hand its base URL and key to the customer's identity provider, and watch its requests."),
+    paths(
+        connections::create,
+        connections::fetch,
+        connections::list,
+        connections::update,
+        connections::reset_key,
+        connections::delete,
+        connections::requests,
+    ),
+    modifiers(&IntegrationKeyAuth),
+    tags((name = "connections", description = "SCIM connections"))
+)]
+pub struct ApiDoc;
+
+struct IntegrationKeyAuth;
+
+impl Modify for IntegrationKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "integration_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let authenticated = Router::new()
+        .route(
+            "/v1/connections",
+            post(connections::create).get(connections::list),
+        )
+        .route(
+            "/v1/connections/{connection_id}",
+            get(connections::fetch)
+                .patch(connections::update)
+                .delete(connections::delete),
+        )
+        .route(
+            "/v1/connections/{connection_id}/scim-api-key",
+            post(connections::reset_key),
+        )
+        .route(
+            "/v1/connections/{connection_id}/requests",
+            get(connections::requests),
+        )
+        .layer(middleware::from_fn_with_state(state, authenticate));
+    Router::new()
+        .merge(authenticated)
+        .route("/v1/openapi.json", get(openapi))
+        .layer(middleware::from_fn(error::attach_request_id))
+}
+
+/// The answer to any other `/v1` path.
+pub async fn not_found() -> Response {
+    ApiError::NotFound("endpoint").into_response()
+}
+
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+        .ok_or(ApiError::Unauthorized)?;
+    let from_env = state
+        .integration_key
+        .as_deref()
+        .is_some_and(|k| secrets::constant_time_eq(k, &token));
+    if !from_env
+        && !state
+            .store
+            .integration_key_is_valid(&secrets::hash(&token))
+            .await?
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
