@@ -1,0 +1,217 @@
+//! A real scimgate server on a loopback port with a real SQLite file, driven over HTTP.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use scimgate::app::{Server, Settings};
+use scimgate_store::sqlite::SqliteStore;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const INTEGRATION_KEY: &str = "sgi_test-integration-key";
+
+pub struct TestServer {
+    pub base: String,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Options {
+    pub scim_rate_limit: u32,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scim_rate_limit: 200,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, options).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, options: Options) -> TestServer {
+        let path = dir.path().join("scimgate.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8"))
+            .await
+            .expect("open store");
+        let settings = Settings {
+            public_url: String::new(),
+            integration_key: Some(INTEGRATION_KEY.into()),
+            max_body_bytes: options.max_body_bytes,
+            scim_rate_limit: options.scim_rate_limit,
+        };
+        // Bind first to learn the port, then give the server its public URL.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = probe.local_addr().expect("addr");
+        drop(probe);
+        let base = format!("http://{addr}");
+        let settings = Settings {
+            public_url: base.clone(),
+            ..settings
+        };
+        let server = Server::bind(Arc::new(store), addr, settings)
+            .await
+            .expect("bind server");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            client: Client::new(),
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and returns its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    pub fn mgmt(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(INTEGRATION_KEY)
+    }
+
+    pub async fn create_connection(&self, body: Value) -> Connection {
+        let response = self
+            .mgmt(Method::POST, "/v1/connections")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 201, "create connection");
+        let created: Value = response.json().await.expect("json");
+        Connection {
+            id: created["connection_id"].as_str().expect("id").to_owned(),
+            key: created["scim_api_key"].as_str().expect("key").to_owned(),
+            base_url: created["scim_base_url"].as_str().expect("url").to_owned(),
+            client: self.client.clone(),
+        }
+    }
+
+    pub async fn connection(&self, customer: &str) -> Connection {
+        self.create_connection(json!({"customer_id": customer}))
+            .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// One SCIM connection, as an IdP holds it: a base URL and a key.
+#[derive(Clone)]
+pub struct Connection {
+    pub id: String,
+    pub key: String,
+    pub base_url: String,
+    pub client: Client,
+}
+
+impl Connection {
+    pub fn url(&self, path: &str) -> String {
+        let base = self.base_url.split('?').next().unwrap_or_default();
+        format!("{base}{path}")
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/scim+json")
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        read(request.send().await.expect("send")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, operations: Value) -> (u16, Value) {
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(Method::DELETE, path, None).await
+    }
+}
+
+pub async fn read(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+pub fn user(name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "name": {"givenName": "Test", "familyName": name},
+        "emails": [{"value": format!("{name}@example.com"), "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+pub fn group(name: &str, members: &[&str]) -> Value {
+    let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name, "members": members})
+}
+
+pub fn member_ids(group: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = group["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|v| v["value"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
