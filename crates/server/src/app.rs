@@ -48,6 +48,8 @@ pub struct AppState {
     pub integration_key: Option<String>,
     pub request_log: RequestLog,
     pub scim_rate_limit: ScimRateLimit,
+    /// Groups with more members than this answer PATCH without `members`.
+    pub patch_response_member_limit: u64,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ pub struct Settings {
     pub integration_key: Option<String>,
     pub max_body_bytes: usize,
     pub scim_rate_limit: u32,
+    pub patch_response_member_limit: u64,
 }
 
 async fn fallback(request: Request) -> Response {
@@ -116,6 +119,7 @@ impl Server {
             integration_key: settings.integration_key,
             request_log,
             scim_rate_limit: ScimRateLimit::per_second(settings.scim_rate_limit),
+            patch_response_member_limit: settings.patch_response_member_limit,
         });
         ops::prometheus();
         Ok(Server {

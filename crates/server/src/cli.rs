@@ -36,7 +36,7 @@ pub async fn open_store(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -67,6 +67,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         integration_key: args.integration_key.clone(),
         max_body_bytes: args.max_body_bytes,
         scim_rate_limit: args.scim_rate_limit,
+        patch_response_member_limit: args.patch_response_member_limit,
     };
     let server = Server::bind(store, args.listen, settings).await?;
     tracing::info!(address = %server.local_addr()?, public_url = %args.public_url(), "scimgate is listening");

@@ -89,6 +89,13 @@ pub struct ServeArgs {
     /// Sustained SCIM requests per second allowed per connection (bursts of twice that).
     #[arg(long, env = "SCIMGATE_SCIM_RATE_LIMIT", default_value_t = 200)]
     pub scim_rate_limit: u32,
+    /// Groups with more members than this answer PATCH without `members` (read them with GET).
+    #[arg(
+        long,
+        env = "SCIMGATE_PATCH_RESPONSE_MEMBER_LIMIT",
+        default_value_t = 5000
+    )]
+    pub patch_response_member_limit: u64,
 }
 
 impl ServeArgs {

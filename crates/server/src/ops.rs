@@ -84,10 +84,35 @@ pub async fn record(request: Request, next: Next) -> Response {
         "ops"
     };
     let method = request.method().to_string();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // Only ids go to the log: the path of a SCIM request holds the connection and resource ids;
+    // the query (filters naming people) and bodies stay out.
+    let path = request.uri().path().to_owned();
+    let connection_id = path
+        .strip_prefix("/scim/v2/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
     let response = next.run(request).await;
+    let latency = started.elapsed();
+    tracing::info!(
+        request_id,
+        surface,
+        connection_id,
+        method,
+        path,
+        status = response.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
     let status = response.status().as_u16().to_string();
-    metrics::counter!("scimgate_http_requests_total", "surface" => surface, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::counter!("scimgate_http_requests_total", "surface" => surface, "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
     metrics::histogram!("scimgate_http_request_duration_seconds", "surface" => surface, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(latency.as_secs_f64());
     response
 }

@@ -22,7 +22,11 @@ impl Drop for Process {
 }
 
 async fn spawn(dir: &std::path::Path) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--database-url")
@@ -68,7 +72,10 @@ async fn create_connection(client: &reqwest::Client, base: &str) -> Connection {
 
 fn at(c: &Connection, base: &str) -> Connection {
     let path = c.base_url.split("/scim/").nth(1).unwrap_or_default();
-    Connection { base_url: format!("{base}/scim/{path}"), ..c.clone() }
+    Connection {
+        base_url: format!("{base}/scim/{path}"),
+        ..c.clone()
+    }
 }
 
 #[tokio::test]
@@ -83,7 +90,9 @@ async fn acknowledged_writes_survive_kill_9_and_restarts() {
         assert_eq!(status, 201);
         ids.push(created["id"].as_str().expect("id").to_owned());
     }
-    let (_, group) = c.post("/Groups", common::group("Kept", &[&ids[0], &ids[1]])).await;
+    let (_, group) = c
+        .post("/Groups", common::group("Kept", &[&ids[0], &ids[1]]))
+        .await;
     let gid = group["id"].as_str().expect("id").to_owned();
     // The last write is acknowledged; kill the process before it can do anything else.
     process.child.kill().expect("kill -9");
@@ -95,7 +104,11 @@ async fn acknowledged_writes_survive_kill_9_and_restarts() {
     assert_eq!(status, 200, "the old key still works after the restart");
     assert_eq!(list["totalResults"], 40);
     for id in &ids {
-        assert_eq!(c.get(&format!("/Users/{id}")).await.0, 200, "{id} was acknowledged and must be there");
+        assert_eq!(
+            c.get(&format!("/Users/{id}")).await.0,
+            200,
+            "{id} was acknowledged and must be there"
+        );
     }
     let (_, group) = c.get(&format!("/Groups/{gid}")).await;
     assert_eq!(member_ids(&group).len(), 2);
@@ -110,14 +123,20 @@ async fn sigterm_drains_and_exits_cleanly() {
     let c = create_connection(&client, &process.base).await;
     assert_eq!(c.post("/Users", user("before-term")).await.0, 201);
     let pid = process.child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(exit) = process.child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(Instant::now() < deadline, "scimgate did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "scimgate did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");

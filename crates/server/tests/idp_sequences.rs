@@ -347,3 +347,35 @@ async fn unknown_members_are_skipped_and_logged_or_refused_when_strict() {
         .expect("detail")
         .contains("fake-member-id"));
 }
+
+#[tokio::test]
+async fn large_groups_answer_patch_without_their_members() {
+    let server = TestServer::start_with(Options {
+        patch_response_member_limit: 3,
+        ..Options::default()
+    })
+    .await;
+    let c = server.connection("big").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, u) = c.post("/Users", user(&format!("big{i}"))).await;
+        ids.push(u["id"].as_str().expect("id").to_owned());
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (_, g) = c.post("/Groups", common::group("Big", &refs[..3])).await;
+    let gid = g["id"].as_str().expect("id").to_owned();
+    let add =
+        json!([{"op": "add", "path": "members", "value": [{"value": ids[3]}, {"value": ids[4]}]}]);
+    let (status, patched) = c.patch(&format!("/Groups/{gid}"), add).await;
+    assert_eq!(status, 200);
+    assert!(patched.get("members").is_none(), "{patched}");
+    assert_eq!(patched["displayName"], "Big");
+    let (_, full) = c.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(member_ids(&full).len(), 5, "GET still returns every member");
+    let (_, small) = c.patch(&format!("/Groups/{gid}"), json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}, {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[1])}])).await;
+    assert_eq!(
+        member_ids(&small).len(),
+        3,
+        "at the limit the members are returned"
+    );
+}

@@ -6,13 +6,23 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn call(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value, String) {
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
     let mut request = server.mgmt(method, path);
     if let Some(body) = body {
         request = request.json(&body);
     }
     let response = request.send().await.expect("send");
-    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let (status, body) = read(response).await;
     (status, body, request_id)
 }
@@ -22,69 +32,165 @@ fn assert_error(body: &Value, request_id: &str, status: u16, error_type: &str) {
     assert!(!request_id.is_empty());
     assert_eq!(body["status_code"], status, "{body}");
     assert_eq!(body["error_type"], error_type, "{body}");
-    assert!(body["error_message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["error_message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
 }
 
 #[tokio::test]
 async fn the_connection_lifecycle() {
     let server = TestServer::start().await;
-    let (status, created, _) = call(&server, Method::POST, "/v1/connections", Some(json!({
-        "customer_id": "acme", "display_name": "Acme", "identity_provider": "okta",
-        "scim_api_key_expiration": time::OffsetDateTime::now_utc().unix_timestamp() + 86_400,
-        "custom_mapping": {"user_schema": []}
-    }))).await;
+    let (status, created, _) = call(
+        &server,
+        Method::POST,
+        "/v1/connections",
+        Some(json!({
+            "customer_id": "acme", "display_name": "Acme", "identity_provider": "okta",
+            "scim_api_key_expiration": time::OffsetDateTime::now_utc().unix_timestamp() + 86_400,
+            "custom_mapping": {"user_schema": []}
+        })),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let id = created["connection_id"].as_str().expect("id").to_owned();
     let key = created["scim_api_key"].as_str().expect("key");
     assert!(key.starts_with(&format!("scim_{id}_")));
-    assert_eq!(created["scim_base_url"], format!("{}/scim/v2/{id}", server.base));
+    assert_eq!(
+        created["scim_base_url"],
+        format!("{}/scim/v2/{id}", server.base)
+    );
     let connection = &created["connection"];
-    for field in ["status", "identity_provider", "scim_base_url", "scim_api_key_expires_at", "created_at", "updated_at"] {
-        assert!(!connection[field].is_null(), "{field} missing: {connection}");
+    for field in [
+        "status",
+        "identity_provider",
+        "scim_base_url",
+        "scim_api_key_expires_at",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(
+            !connection[field].is_null(),
+            "{field} missing: {connection}"
+        );
     }
     assert_eq!(connection["status"], "active");
 
-    let (status, fetched, _) = call(&server, Method::GET, &format!("/v1/connections/{id}"), None).await;
+    let (status, fetched, _) =
+        call(&server, Method::GET, &format!("/v1/connections/{id}"), None).await;
     assert_eq!((status, fetched.clone()), (200, connection.clone()));
-    assert!(fetched.get("scim_api_key").is_none(), "the key is shown once");
-    let (_, by_customer, _) = call(&server, Method::GET, "/v1/connections?customer_id=acme", None).await;
+    assert!(
+        fetched.get("scim_api_key").is_none(),
+        "the key is shown once"
+    );
+    let (_, by_customer, _) = call(
+        &server,
+        Method::GET,
+        "/v1/connections?customer_id=acme",
+        None,
+    )
+    .await;
     assert_eq!(by_customer["connections"][0]["connection_id"], id.as_str());
-    let (_, none, _) = call(&server, Method::GET, "/v1/connections?customer_id=nobody", None).await;
+    let (_, none, _) = call(
+        &server,
+        Method::GET,
+        "/v1/connections?customer_id=nobody",
+        None,
+    )
+    .await;
     assert_eq!(none["connections"], json!([]));
 
-    let (status, body, rid) = call(&server, Method::POST, "/v1/connections", Some(json!({"customer_id": "acme"}))).await;
+    let (status, body, rid) = call(
+        &server,
+        Method::POST,
+        "/v1/connections",
+        Some(json!({"customer_id": "acme"})),
+    )
+    .await;
     assert_eq!(status, 409);
     assert_error(&body, &rid, 409, "connection_exists");
 
-    let scim = Connection { id: id.clone(), key: key.to_owned(), base_url: created["scim_base_url"].as_str().expect("url").to_owned(), client: server.client.clone() };
+    let scim = Connection {
+        id: id.clone(),
+        key: key.to_owned(),
+        base_url: created["scim_base_url"].as_str().expect("url").to_owned(),
+        client: server.client.clone(),
+    };
     let (_, u) = scim.post("/Users", user("someone")).await;
     assert!(u["id"].is_string());
 
-    let (status, disabled, _) = call(&server, Method::PATCH, &format!("/v1/connections/{id}"), Some(json!({"status": "disabled", "display_name": null}))).await;
+    let (status, disabled, _) = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/connections/{id}"),
+        Some(json!({"status": "disabled", "display_name": null})),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!((disabled["status"].clone(), disabled["display_name"].clone()), (json!("disabled"), Value::Null));
+    assert_eq!(
+        (disabled["status"].clone(), disabled["display_name"].clone()),
+        (json!("disabled"), Value::Null)
+    );
     let (status, body) = scim.get("/Users").await;
     assert_eq!(status, 403);
-    assert!(body["detail"].as_str().expect("detail").contains("disabled"));
-    call(&server, Method::PATCH, &format!("/v1/connections/{id}"), Some(json!({"status": "active"}))).await;
+    assert!(body["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("disabled"));
+    call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/connections/{id}"),
+        Some(json!({"status": "active"})),
+    )
+    .await;
     assert_eq!(scim.get("/Users").await.0, 200);
 
-    let (status, requests, _) = call(&server, Method::GET, &format!("/v1/connections/{id}/requests"), None).await;
+    let (status, requests, _) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/connections/{id}/requests"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, requests2, _) = call(&server, Method::GET, &format!("/v1/connections/{id}/requests"), None).await;
+    let (_, requests2, _) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/connections/{id}/requests"),
+        None,
+    )
+    .await;
     let entries = requests2["requests"].as_array().expect("requests");
     assert!(entries.len() >= 3, "{requests} / {requests2}");
-    assert!(entries.iter().any(|e| e["status"] == 403 && e["detail"].as_str().is_some_and(|d| d.contains("disabled"))));
-    assert!(!requests2.to_string().contains(key), "no secrets in the log");
+    assert!(entries.iter().any(
+        |e| e["status"] == 403 && e["detail"].as_str().is_some_and(|d| d.contains("disabled"))
+    ));
+    assert!(
+        !requests2.to_string().contains(key),
+        "no secrets in the log"
+    );
 
-    let (status, _, _) = call(&server, Method::DELETE, &format!("/v1/connections/{id}"), None).await;
+    let (status, _, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/connections/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
     assert_eq!(scim.get("/Users").await.0, 401, "its key goes with it");
-    let (status, body, rid) = call(&server, Method::GET, &format!("/v1/connections/{id}"), None).await;
+    let (status, body, rid) =
+        call(&server, Method::GET, &format!("/v1/connections/{id}"), None).await;
     assert_eq!(status, 404);
     assert_error(&body, &rid, 404, "not_found");
-    let (status, _, _) = call(&server, Method::POST, "/v1/connections", Some(json!({"customer_id": "acme"}))).await;
+    let (status, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/connections",
+        Some(json!({"customer_id": "acme"})),
+    )
+    .await;
     assert_eq!(status, 201, "the customer can be connected again");
 }
 
@@ -96,50 +202,134 @@ async fn invalid_input_names_every_bad_field() {
     }))).await;
     assert_eq!(status, 400);
     assert_error(&body, &rid, 400, "invalid_fields");
-    let fields: Vec<&str> = body["details"].as_array().expect("details").iter().filter_map(|d| d["field"].as_str()).collect();
-    assert_eq!(fields, ["customer_id", "identity_provider", "scim_api_key_expiration", "custom_mapping"]);
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "customer_id",
+            "identity_provider",
+            "scim_api_key_expiration",
+            "custom_mapping"
+        ]
+    );
 
-    let response = server.mgmt(Method::POST, "/v1/connections").body("{not json").header("content-type", "application/json").send().await.expect("send");
-    let rid = response.headers()["x-request-id"].to_str().expect("id").to_owned();
+    let response = server
+        .mgmt(Method::POST, "/v1/connections")
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
+    let rid = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
     let (status, body) = read(response).await;
     assert_eq!(status, 400);
     assert_error(&body, &rid, 400, "invalid_json");
-    let (status, body, _) = call(&server, Method::POST, "/v1/connections", Some(json!({"customer_id": "x", "surprise": 1}))).await;
-    assert_eq!(status, 400, "unknown fields are refused, not ignored: {body}");
+    let (status, body, _) = call(
+        &server,
+        Method::POST,
+        "/v1/connections",
+        Some(json!({"customer_id": "x", "surprise": 1})),
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "unknown fields are refused, not ignored: {body}"
+    );
 
     let c = server.connection("keyed").await;
-    let (status, body, _) = call(&server, Method::POST, &format!("/v1/connections/{}/scim-api-key", c.id), Some(json!({"previous_key_valid_for_seconds": -5}))).await;
+    let (status, body, _) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/connections/{}/scim-api-key", c.id),
+        Some(json!({"previous_key_valid_for_seconds": -5})),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(body["details"][0]["field"], "previous_key_valid_for_seconds");
-    let (status, body, _) = call(&server, Method::PATCH, &format!("/v1/connections/{}", c.id), Some(json!({"status": "paused"}))).await;
+    assert_eq!(
+        body["details"][0]["field"],
+        "previous_key_valid_for_seconds"
+    );
+    let (status, body, _) = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/connections/{}", c.id),
+        Some(json!({"status": "paused"})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"][0]["field"], "status");
-    assert_eq!(c.get("/Users").await.0, 200, "failed updates changed nothing");
+    assert_eq!(
+        c.get("/Users").await.0,
+        200,
+        "failed updates changed nothing"
+    );
 
     let (status, body, _) = call(&server, Method::GET, "/v1/connections?limit=0", None).await;
-    assert_eq!((status, body["details"][0]["field"].clone()), (400, json!("limit")));
+    assert_eq!(
+        (status, body["details"][0]["field"].clone()),
+        (400, json!("limit"))
+    );
 }
 
 #[tokio::test]
 async fn integration_keys_guard_the_api_and_lists_page() {
     let server = TestServer::start().await;
-    let response = server.client.get(format!("{}/v1/connections", server.base)).send().await.expect("send");
-    let rid = response.headers()["x-request-id"].to_str().expect("id").to_owned();
+    let response = server
+        .client
+        .get(format!("{}/v1/connections", server.base))
+        .send()
+        .await
+        .expect("send");
+    let rid = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
     let (status, body) = read(response).await;
     assert_eq!(status, 401);
     assert_error(&body, &rid, 401, "unauthorized");
-    let response = server.client.get(format!("{}/v1/connections", server.base)).bearer_auth("sgi_wrong").send().await.expect("send");
+    let response = server
+        .client
+        .get(format!("{}/v1/connections", server.base))
+        .bearer_auth("sgi_wrong")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 401);
 
     for i in 0..5 {
         server.connection(&format!("customer-{i}")).await;
     }
     let (_, first, _) = call(&server, Method::GET, "/v1/connections?limit=2", None).await;
-    let mut seen: Vec<String> = first["connections"].as_array().expect("list").iter().map(|c| c["connection_id"].as_str().unwrap_or("").to_owned()).collect();
+    let mut seen: Vec<String> = first["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["connection_id"].as_str().unwrap_or("").to_owned())
+        .collect();
     let mut cursor = first["next_cursor"].as_str().map(str::to_owned);
     while let Some(c) = cursor {
-        let (_, page, _) = call(&server, Method::GET, &format!("/v1/connections?limit=2&cursor={c}"), None).await;
-        seen.extend(page["connections"].as_array().expect("list").iter().map(|c| c["connection_id"].as_str().unwrap_or("").to_owned()));
+        let (_, page, _) = call(
+            &server,
+            Method::GET,
+            &format!("/v1/connections?limit=2&cursor={c}"),
+            None,
+        )
+        .await;
+        seen.extend(
+            page["connections"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|c| c["connection_id"].as_str().unwrap_or("").to_owned()),
+        );
         cursor = page["next_cursor"].as_str().map(str::to_owned);
     }
     seen.sort();
@@ -150,17 +340,62 @@ async fn integration_keys_guard_the_api_and_lists_page() {
 #[tokio::test]
 async fn openapi_health_and_metrics() {
     let server = TestServer::start().await;
-    let doc: Value = server.client.get(format!("{}/v1/openapi.json", server.base)).send().await.expect("send").json().await.expect("json");
+    let doc: Value = server
+        .client
+        .get(format!("{}/v1/openapi.json", server.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
-    for path in ["/v1/connections", "/v1/connections/{connection_id}", "/v1/connections/{connection_id}/scim-api-key", "/v1/connections/{connection_id}/requests"] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/v1/connections",
+        "/v1/connections/{connection_id}",
+        "/v1/connections/{connection_id}/scim-api-key",
+        "/v1/connections/{connection_id}/requests",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
-    assert_eq!(server.client.get(format!("{}/healthz", server.base)).send().await.expect("send").status(), 200);
-    assert_eq!(server.client.get(format!("{}/readyz", server.base)).send().await.expect("send").status(), 200);
+    assert_eq!(
+        server
+            .client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    assert_eq!(
+        server
+            .client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
     let c = server.connection("metrics").await;
     c.get("/Users").await;
-    let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.expect("send").text().await.expect("text");
-    assert!(metrics.contains("scimgate_http_requests_total"), "{metrics}");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("scimgate_http_requests_total"),
+        "{metrics}"
+    );
     assert!(metrics.contains("surface=\"scim\""));
     assert!(metrics.contains("scimgate_connections"));
     assert!(metrics.contains("scimgate_http_request_duration_seconds_bucket"));

@@ -138,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
         ids: &[String],
     ) -> StoreResult<HashMap<String, Kind>>;
     async fn count_resources(&self, kind: Kind) -> StoreResult<u64>;
+    /// How many members a group has, without reading them.
+    async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64>;
 
     /// Appends entries to their connections' request logs in one commit, keeping only the
     /// newest `keep` entries of each.

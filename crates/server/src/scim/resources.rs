@@ -426,8 +426,20 @@ async fn patch(
             .await
         {
             Ok(_) => {
-                let stored =
-                    reload(state, ctx, kind, id, load_for(state, kind, &projection)).await?;
+                let mut load = load_for(state, kind, &projection);
+                if load.members {
+                    let count = state.store.member_count(&ctx.connection.id, id).await?;
+                    // Past the limit, changing 100 members of a huge group must not cost a read
+                    // and render of all of them.
+                    if count > state.patch_response_member_limit {
+                        load.members = false;
+                        warnings.push(format!(
+                            "members left out of the response: the group has {count} members; \
+                             GET it with attributes=members to read them"
+                        ));
+                    }
+                }
+                let stored = reload(state, ctx, kind, id, load).await?;
                 return Ok(respond(
                     state,
                     ctx,

@@ -23,6 +23,7 @@ pub struct TestServer {
 pub struct Options {
     pub scim_rate_limit: u32,
     pub max_body_bytes: usize,
+    pub patch_response_member_limit: u64,
 }
 
 impl Default for Options {
@@ -30,6 +31,7 @@ impl Default for Options {
         Options {
             scim_rate_limit: 200,
             max_body_bytes: 2 * 1024 * 1024,
+            patch_response_member_limit: 5000,
         }
     }
 }
@@ -54,6 +56,7 @@ impl TestServer {
             integration_key: Some(INTEGRATION_KEY.into()),
             max_body_bytes: options.max_body_bytes,
             scim_rate_limit: options.scim_rate_limit,
+            patch_response_member_limit: options.patch_response_member_limit,
         };
         // Bind first to learn the port, then give the server its public URL.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

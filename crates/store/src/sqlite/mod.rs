@@ -884,6 +884,18 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM memberships m JOIN resources g ON g.seq = m.group_seq \
+             WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?",
+        )
+        .bind(connection_id)
+        .bind(group_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
+    }
+
     async fn log_requests(
         &self,
         entries: &[(String, RequestLogEntry)],
