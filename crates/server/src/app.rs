@@ -89,6 +89,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(management::router(state.clone()))
         .merge(ops::router())
         .fallback(fallback)
+        .layer(middleware::from_fn(management::error::attach_request_id))
         .layer(middleware::from_fn(ops::record))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())

@@ -145,3 +145,122 @@ async fn sigterm_drains_and_exits_cleanly() {
     let (_, list) = c.get("/Users").await;
     assert_eq!(list["totalResults"], 1);
 }
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(args)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("scimgate.db").display()))
+        .env_remove("SCIMGATE_INTEGRATION_KEY")
+        .output()
+        .expect("run scimgate")
+}
+
+#[tokio::test]
+async fn integration_keys_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let created = cli(
+        dir.path(),
+        &["integration-keys", "create", "--name", "backend"],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("sgi_"), "{key}");
+
+    let listed = cli(dir.path(), &["integration-keys", "list"]);
+    let listing = String::from_utf8(listed.stdout).expect("utf-8");
+    assert!(
+        listing.contains("backend") && listing.contains("active"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&key), "secrets are never listed");
+    let id = listing.split('\t').next().expect("id").to_owned();
+
+    let process = spawn(dir.path()).await;
+    let client = reqwest::Client::new();
+    let status = |k: String| {
+        let client = client.clone();
+        let url = format!("{}/v1/connections", process.base);
+        async move {
+            client
+                .get(url)
+                .bearer_auth(k)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(key.clone()).await, 200);
+    let revoked = cli(dir.path(), &["integration-keys", "revoke", &id]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(
+        status(key).await,
+        401,
+        "a revoked key stops working at once"
+    );
+    let again = cli(dir.path(), &["integration-keys", "revoke", &id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains(&id));
+}
+
+#[tokio::test]
+async fn the_first_start_prints_an_integration_key_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("scimgate.db").display()
+        ))
+        .env_remove("SCIMGATE_INTEGRATION_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let key = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sgi_"))
+        .expect("a key is printed")
+        .to_owned();
+    assert!(stdout.contains("integration-keys create"), "{stdout}");
+
+    let process = spawn(dir.path()).await;
+    let response = client
+        .get(format!("{}/v1/connections", process.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200, "the printed key works");
+    let listed = cli(dir.path(), &["integration-keys", "list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        1,
+        "a second start creates no second key"
+    );
+}

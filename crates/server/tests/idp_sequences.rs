@@ -379,3 +379,39 @@ async fn large_groups_answer_patch_without_their_members() {
         "at the limit the members are returned"
     );
 }
+
+#[tokio::test]
+async fn plain_json_is_accepted_and_the_root_search_spans_both_types() {
+    let server = TestServer::start().await;
+    let c = server.connection("search").await;
+    let response = c
+        .client
+        .post(c.url("/Users"))
+        .bearer_auth(&c.key)
+        .json(&user("plain.json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 201, "application/json is accepted");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/scim+json",
+        "answers use the SCIM media type"
+    );
+    c.post("/Groups", common::group("plain group", &[])).await;
+
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName sw \"plain\" or displayName sw \"plain\"", "startIndex": 1, "count": 10});
+    let (status, found) = c.post("/.search", search).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["totalResults"], 2);
+    let types: Vec<&str> = found["Resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["meta"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(types, ["User", "Group"]);
+    let (_, second) = c.post("/.search", json!({"filter": "userName sw \"plain\" or displayName sw \"plain\"", "startIndex": 2, "count": 10})).await;
+    assert_eq!(second["Resources"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["Resources"][0]["meta"]["resourceType"], "Group");
+}

@@ -73,7 +73,6 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .merge(authenticated)
         .route("/v1/openapi.json", get(openapi))
-        .layer(middleware::from_fn(error::attach_request_id))
 }
 
 /// The answer to any other `/v1` path.
