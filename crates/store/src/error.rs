@@ -12,14 +12,46 @@ pub enum StoreError {
     VersionMismatch { expected: i64, actual: i64 },
     #[error("no such {0}")]
     NotFound(&'static str),
+    #[error("unsupported database URL '{0}': use postgres://… or sqlite://<path>")]
+    UnsupportedUrl(String),
     #[error("the cursor is not one this server issued")]
     InvalidCursor,
     #[error("the stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database cannot be reached right now (restarting, network cut, pool exhausted).
+    /// Retrying later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_transient(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Faults that say "not now" rather than "never": lost connections, an exhausted or closed
+/// pool, and PostgreSQL's connection (08…) and operator-intervention (57P…) classes, which
+/// include a server shutting down or restarting.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}

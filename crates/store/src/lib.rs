@@ -9,7 +9,9 @@ pub mod error;
 pub mod model;
 pub mod paging;
 pub mod plan;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 use std::collections::HashMap;
 
@@ -19,6 +21,18 @@ use time::OffsetDateTime;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
+
+/// Opens the store a database URL names: `postgres://…` (or `postgresql://…`) for
+/// PostgreSQL, `sqlite://path`, `sqlite:path` or a bare file path for SQLite.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+    } else if url.contains("://") && !url.starts_with("sqlite://") {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    } else {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    }
+}
 
 /// Where a page of a list starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,955 @@
+//! The backend for several instances behind one database: PostgreSQL with
+//! `synchronous_commit` on (its default, asserted at start), a bounded pool and a statement
+//! timeout, so a lost or slow database turns into fast `Unavailable` errors instead of hung
+//! requests. Migrations take PostgreSQL's advisory lock, so instances starting together are safe.
+//! Read-modify-write paths lock the row (`SELECT … FOR UPDATE`), so version checks hold across
+//! instances; the userName index makes concurrent creates give one success and one conflict.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
+use time::OffsetDateTime;
+
+use crate::model::*;
+use crate::paging::{page_in_memory, Cursor};
+use crate::plan::{fold, from_micros, micros, Indexed, Plan};
+use crate::{ListQuery, Page, PageStart, Store, StoreError, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long one statement may run before PostgreSQL cancels it.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a pooled connection before the store reports `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and runs the migrations.
+    pub async fn open(url: &str) -> StoreResult<PgStore> {
+        let options = PgConnectOptions::from_str(url)?.options([
+            (
+                "statement_timeout",
+                STATEMENT_TIMEOUT.as_millis().to_string(),
+            ),
+            ("synchronous_commit", "on".to_owned()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn opt_time(us: Option<i64>) -> Option<OffsetDateTime> {
+    us.map(from_micros)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+const CONNECTION_COLUMNS: &str = "c.id, c.customer_id, c.display_name, c.identity_provider, \
+    c.status, c.strict_members, c.custom_mapping, c.created_at, c.updated_at, \
+    (SELECT k.expires_at FROM scim_keys k WHERE k.connection_id = c.id AND k.replaced_at IS NULL \
+     ORDER BY k.created_at DESC LIMIT 1) AS key_expires_at";
+
+fn connection_from_row(row: &PgRow) -> StoreResult<Connection> {
+    let status: String = row.try_get("status")?;
+    let mapping: Option<String> = row.try_get("custom_mapping")?;
+    Ok(Connection {
+        id: row.try_get("id")?,
+        customer_id: row.try_get("customer_id")?,
+        display_name: row.try_get("display_name")?,
+        identity_provider: row.try_get("identity_provider")?,
+        status: status.parse().map_err(StoreError::Corrupt)?,
+        strict_members: row.try_get("strict_members")?,
+        custom_mapping: mapping
+            .map(|m| serde_json::from_str(&m))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("custom_mapping: {e}")))?,
+        scim_api_key_expires_at: opt_time(row.try_get("key_expires_at")?),
+        created_at: from_micros(row.try_get("created_at")?),
+        updated_at: from_micros(row.try_get("updated_at")?),
+    })
+}
+
+const RESOURCE_COLUMNS: &str = "seq, id, kind, version, created_at, last_modified, body";
+
+fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
+    let kind: String = row.try_get("kind")?;
+    let body: String = row.try_get("body")?;
+    let resource = StoredResource {
+        id: row.try_get("id")?,
+        kind: Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind '{kind}'")))?,
+        version: row.try_get("version")?,
+        created: from_micros(row.try_get("created_at")?),
+        last_modified: from_micros(row.try_get("last_modified")?),
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("resource body: {e}")))?,
+        members: None,
+        groups: None,
+    };
+    Ok((row.try_get("seq")?, resource))
+}
+
+fn kind_of(text: &str) -> StoreResult<Kind> {
+    Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("member kind '{text}'")))
+}
+
+async fn load_members<'e, E>(exec: E, group_seq: i64) -> StoreResult<Vec<Member>>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let rows = sqlx::query(
+        "SELECT member_id, member_kind, display FROM memberships WHERE group_seq = $1 ORDER BY position",
+    )
+    .bind(group_seq)
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Member {
+                id: r.try_get("member_id")?,
+                kind: kind_of(&r.try_get::<String, _>("member_kind")?)?,
+                display: r.try_get("display")?,
+            })
+        })
+        .collect()
+}
+
+async fn load_groups_of<'e, E>(
+    exec: E,
+    connection_id: &str,
+    member_id: &str,
+) -> StoreResult<Vec<Member>>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let rows = sqlx::query(
+        "SELECT g.id, (g.body::jsonb ->> 'displayName') AS display FROM memberships m \
+         JOIN resources g ON g.seq = m.group_seq \
+         WHERE m.connection_id = $1 AND m.member_id = $2 ORDER BY g.seq",
+    )
+    .bind(connection_id)
+    .bind(member_id)
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Member {
+                id: r.try_get("id")?,
+                kind: Kind::Group,
+                display: r.try_get("display")?,
+            })
+        })
+        .collect()
+}
+
+impl PgStore {
+    async fn load_related(
+        &self,
+        connection_id: &str,
+        seq: i64,
+        resource: &mut StoredResource,
+        load: Load,
+    ) -> StoreResult<()> {
+        if load.members && resource.kind == Kind::Group {
+            resource.members = Some(load_members(&self.pool, seq).await?);
+        }
+        if load.groups && resource.kind == Kind::User {
+            resource.groups = Some(load_groups_of(&self.pool, connection_id, &resource.id).await?);
+        }
+        Ok(())
+    }
+
+    async fn write_resource_rows(
+        tx: &mut Transaction<'_, Postgres>,
+        connection_id: &str,
+        seq: i64,
+        write: &ResourceWrite,
+    ) -> StoreResult<MemberDelta> {
+        sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        for email in &write.indexed.emails {
+            sqlx::query("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) VALUES ($1, $2, $3)")
+                .bind(seq)
+                .bind(connection_id)
+                .bind(fold(email))
+                .execute(&mut **tx)
+                .await?;
+        }
+        let mut delta = MemberDelta::default();
+        for op in &write.members {
+            match op {
+                MemberOp::Add(m) => {
+                    let done = sqlx::query(
+                        "INSERT INTO memberships (group_seq, member_id, connection_id, member_kind, display) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_seq, member_id) DO NOTHING",
+                    )
+                    .bind(seq)
+                    .bind(&m.id)
+                    .bind(connection_id)
+                    .bind(m.kind.as_str())
+                    .bind(&m.display)
+                    .execute(&mut **tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        let before = delta.removed.len();
+                        delta.removed.retain(|id| id != &m.id);
+                        if delta.removed.len() == before {
+                            delta.added.push(m.clone());
+                        }
+                    }
+                }
+                MemberOp::Remove(id) => {
+                    let done = sqlx::query(
+                        "DELETE FROM memberships WHERE group_seq = $1 AND member_id = $2",
+                    )
+                    .bind(seq)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        let before = delta.added.len();
+                        delta.added.retain(|m| &m.id != id);
+                        if delta.added.len() == before {
+                            delta.removed.push(id.clone());
+                        }
+                    }
+                }
+                MemberOp::Clear => {
+                    let rows = sqlx::query(
+                        "DELETE FROM memberships WHERE group_seq = $1 RETURNING member_id",
+                    )
+                    .bind(seq)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    let gone: Vec<String> = rows
+                        .iter()
+                        .map(|r| r.try_get("member_id"))
+                        .collect::<Result<_, _>>()?;
+                    delta.added.retain(|m| !gone.contains(&m.id));
+                    for id in gone {
+                        if !delta.removed.contains(&id) {
+                            delta.removed.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(delta)
+    }
+
+    fn push_indexed(qb: &mut QueryBuilder<'_, Postgres>, predicate: &Indexed) {
+        match predicate {
+            Indexed::Id(id) => {
+                qb.push(" AND id = ").push_bind(id.clone());
+            }
+            Indexed::NameEq(name) => {
+                qb.push(" AND name_lower = ").push_bind(name.clone());
+            }
+            Indexed::ExternalId(e) => {
+                qb.push(" AND external_id = ").push_bind(e.clone());
+            }
+            Indexed::Email(e) => {
+                qb.push(" AND seq IN (SELECT resource_seq FROM resource_emails WHERE connection_id = resources.connection_id AND value_lower = ")
+                    .push_bind(e.clone())
+                    .push(")");
+            }
+            Indexed::Active(a) => {
+                qb.push(" AND active = ").push_bind(*a);
+            }
+            Indexed::LastModified(op, us) => {
+                let sql_op = match op {
+                    scimgate_protocol::CompareOp::Gt => ">",
+                    scimgate_protocol::CompareOp::Ge => ">=",
+                    scimgate_protocol::CompareOp::Lt => "<",
+                    scimgate_protocol::CompareOp::Le => "<=",
+                    _ => "=",
+                };
+                qb.push(format!(" AND last_modified {sql_op} "))
+                    .push_bind(*us);
+            }
+        }
+    }
+
+    fn base_query<'a>(
+        connection_id: &str,
+        kind: Kind,
+        plan: &Plan,
+        select: &str,
+    ) -> QueryBuilder<'a, Postgres> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {select} FROM resources WHERE connection_id = "
+        ));
+        qb.push_bind(connection_id.to_owned())
+            .push(" AND kind = ")
+            .push_bind(kind.as_str());
+        for p in &plan.indexed {
+            Self::push_indexed(&mut qb, p);
+        }
+        qb
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_connection(
+        &self,
+        new: NewConnection,
+        key: NewScimKey,
+    ) -> StoreResult<Connection> {
+        let at = micros(now());
+        let mut tx = self.pool.begin().await?;
+        let mapping = new.custom_mapping.as_ref().map(Value::to_string);
+        let inserted = sqlx::query(
+            "INSERT INTO connections (id, customer_id, display_name, identity_provider, status, strict_members, custom_mapping, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+        )
+        .bind(&new.id)
+        .bind(&new.customer_id)
+        .bind(&new.display_name)
+        .bind(&new.identity_provider)
+        .bind(new.strict_members)
+        .bind(mapping)
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::CustomerHasConnection(new.customer_id))
+            }
+            other => other?,
+        };
+        let expires = key.expires_at.map(micros);
+        sqlx::query("INSERT INTO scim_keys (hash, connection_id, created_at, expires_at, valid_until) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.hash)
+            .bind(&new.id)
+            .bind(at)
+            .bind(expires)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
+        ))
+        .bind(&new.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let connection = connection_from_row(&row)?;
+        tx.commit().await?;
+        Ok(connection)
+    }
+
+    async fn connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(connection_from_row).transpose()
+    }
+
+    async fn connection_by_customer(&self, customer_id: &str) -> StoreResult<Option<Connection>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.customer_id = $1"
+        ))
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(connection_from_row).transpose()
+    }
+
+    async fn list_connections(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Connection>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id > $1 ORDER BY c.id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn update_connection(
+        &self,
+        id: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Option<Connection>> {
+        let mut tx = self.pool.begin().await?;
+        let mut qb: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("UPDATE connections SET updated_at = ");
+        qb.push_bind(micros(now()));
+        if let Some(name) = update.display_name {
+            qb.push(", display_name = ").push_bind(name);
+        }
+        if let Some(idp) = update.identity_provider {
+            qb.push(", identity_provider = ").push_bind(idp);
+        }
+        if let Some(status) = update.status {
+            qb.push(", status = ").push_bind(status.as_str());
+        }
+        if let Some(strict) = update.strict_members {
+            qb.push(", strict_members = ").push_bind(strict);
+        }
+        qb.push(" WHERE id = ").push_bind(id.to_owned());
+        if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let connection = connection_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(connection))
+    }
+
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Children first: the cascade from resources would otherwise walk memberships row by row.
+        sqlx::query("DELETE FROM memberships WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resource_emails WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resources WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM connections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_connections(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM connections")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn replace_scim_key(
+        &self,
+        connection_id: &str,
+        key: NewScimKey,
+        previous_valid_until: OffsetDateTime,
+    ) -> StoreResult<Option<Connection>> {
+        let at = micros(now());
+        let until = micros(previous_valid_until);
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM connections WHERE id = $1")
+            .bind(connection_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE scim_keys SET replaced_at = $1, valid_until = LEAST(COALESCE(valid_until, $2), $3) \
+             WHERE connection_id = $4 AND replaced_at IS NULL",
+        )
+        .bind(at)
+        .bind(until)
+        .bind(until)
+        .bind(connection_id)
+        .execute(&mut *tx)
+        .await?;
+        let expires = key.expires_at.map(micros);
+        sqlx::query("INSERT INTO scim_keys (hash, connection_id, created_at, expires_at, valid_until) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.hash)
+            .bind(connection_id)
+            .bind(at)
+            .bind(expires)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE connections SET updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(connection_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
+        ))
+        .bind(connection_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let connection = connection_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(connection))
+    }
+
+    async fn scim_key(&self, hash: &[u8]) -> StoreResult<Option<ScimKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT connection_id, valid_until, replaced_at FROM scim_keys WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ScimKeyRecord {
+                connection_id: r.try_get("connection_id")?,
+                valid_until: opt_time(r.try_get("valid_until")?),
+                replaced: r.try_get::<Option<i64>, _>("replaced_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_integration_key(&self, name: &str, hash: &[u8]) -> StoreResult<IntegrationKey> {
+        let key = IntegrationKey {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            created_at: now(),
+            revoked_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO integration_keys (id, name, hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(hash)
+        .bind(micros(key.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(key)
+    }
+
+    async fn integration_keys(&self) -> StoreResult<Vec<IntegrationKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, revoked_at FROM integration_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IntegrationKey {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: from_micros(r.try_get("created_at")?),
+                    revoked_at: opt_time(r.try_get("revoked_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_integration_key(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE integration_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(micros(now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn integration_key_is_valid(&self, hash: &[u8]) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM integration_keys WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome> {
+        let at = micros(now());
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9) RETURNING seq",
+        )
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(write.indexed.name.as_deref().map(fold))
+        .bind(&write.indexed.external_id)
+        .bind(write.indexed.active)
+        .bind(at)
+        .bind(at)
+        .bind(write.body.to_string())
+        .fetch_one(&mut *tx)
+        .await;
+        let seq: i64 = match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::UserNameTaken(
+                    write.indexed.name.clone().unwrap_or_default(),
+                ))
+            }
+            other => other?.try_get("seq")?,
+        };
+        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+        let members = if kind == Kind::Group {
+            Some(load_members(&mut *tx, seq).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        let resource = StoredResource {
+            id: id.to_owned(),
+            kind,
+            version: 1,
+            created: from_micros(at),
+            last_modified: from_micros(at),
+            body: write.body,
+            members,
+            groups: (kind == Kind::User).then(Vec::new),
+        };
+        Ok(WriteOutcome {
+            resource,
+            members: delta,
+        })
+    }
+
+    async fn resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        load: Load,
+    ) -> StoreResult<Option<StoredResource>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3"
+        ))
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (seq, mut resource) = resource_from_row(&row)?;
+        self.load_related(connection_id, seq, &mut resource, load)
+            .await?;
+        Ok(Some(resource))
+    }
+
+    async fn update_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<i64>,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome> {
+        let at = micros(now());
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 FOR UPDATE"
+        ))
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(kind.as_str()));
+        };
+        let (seq, current) = resource_from_row(&row)?;
+        if let Some(expected) = expected_version {
+            if expected != current.version {
+                return Err(StoreError::VersionMismatch {
+                    expected,
+                    actual: current.version,
+                });
+            }
+        }
+        let updated = sqlx::query(
+            "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5 WHERE seq = $6",
+        )
+        .bind(write.indexed.name.as_deref().map(fold))
+        .bind(&write.indexed.external_id)
+        .bind(write.indexed.active)
+        .bind(at)
+        .bind(write.body.to_string())
+        .bind(seq)
+        .execute(&mut *tx)
+        .await;
+        match updated {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::UserNameTaken(
+                    write.indexed.name.clone().unwrap_or_default(),
+                ))
+            }
+            other => other?,
+        };
+        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+        tx.commit().await?;
+        let resource = StoredResource {
+            id: id.to_owned(),
+            kind,
+            version: current.version + 1,
+            created: current.created,
+            last_modified: from_micros(at),
+            body: write.body,
+            members: None,
+            groups: None,
+        };
+        Ok(WriteOutcome {
+            resource,
+            members: delta,
+        })
+    }
+
+    async fn delete_resource(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT seq, version FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 FOR UPDATE",
+        )
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, version)) = row else {
+            return Err(StoreError::NotFound(kind.as_str()));
+        };
+        if let Some(expected) = expected_version {
+            if expected != version {
+                return Err(StoreError::VersionMismatch {
+                    expected,
+                    actual: version,
+                });
+            }
+        }
+        sqlx::query("DELETE FROM memberships WHERE connection_id = $1 AND member_id = $2")
+            .bind(connection_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM memberships WHERE group_seq = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resources WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        connection_id: &str,
+        kind: Kind,
+        query: &ListQuery<'_>,
+    ) -> StoreResult<Page> {
+        let plan = Plan::for_filter(query.filter, kind, query.schemas);
+        let needs_related =
+            |name: &str| query.filter.is_some_and(|f| crate::plan::mentions(f, name));
+        if plan.exact && query.sort.is_none() {
+            let total: i64 = Self::base_query(connection_id, kind, &plan, "count(*)")
+                .build_query_scalar()
+                .fetch_one(&self.pool)
+                .await?;
+            let mut qb = Self::base_query(connection_id, kind, &plan, RESOURCE_COLUMNS);
+            let mut offset = 0u64;
+            match &query.start {
+                PageStart::Index(i) => offset = i.saturating_sub(1),
+                PageStart::Cursor(None) => {}
+                PageStart::Cursor(Some(text)) => match Cursor::parse(text)? {
+                    Cursor::AfterSeq(seq) => {
+                        qb.push(" AND seq > ").push_bind(seq);
+                    }
+                    Cursor::AfterOffset(_) => return Err(StoreError::InvalidCursor),
+                },
+            }
+            qb.push(" ORDER BY seq LIMIT ")
+                .push_bind(i64::try_from(query.count.saturating_add(1)).unwrap_or(i64::MAX))
+                .push(" OFFSET ")
+                .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            let has_more = rows.len() as u64 > query.count;
+            let mut resources = Vec::with_capacity(rows.len());
+            let mut last_seq = None;
+            for row in rows.iter().take(query.count as usize) {
+                let (seq, mut resource) = resource_from_row(row)?;
+                self.load_related(connection_id, seq, &mut resource, query.load)
+                    .await?;
+                last_seq = Some(seq);
+                resources.push(resource);
+            }
+            let next_cursor = match (&query.start, has_more, last_seq) {
+                (PageStart::Cursor(_), true, Some(seq)) => Some(Cursor::AfterSeq(seq).encode()),
+                _ => None,
+            };
+            return Ok(Page {
+                resources,
+                total_results: total as u64,
+                next_cursor,
+            });
+        }
+        let mut qb = Self::base_query(connection_id, kind, &plan, RESOURCE_COLUMNS);
+        qb.push(" ORDER BY seq");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let load = Load {
+            members: query.load.members || needs_related("members"),
+            groups: query.load.groups || needs_related("groups"),
+        };
+        let mut candidates = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (seq, mut resource) = resource_from_row(row)?;
+            self.load_related(connection_id, seq, &mut resource, load)
+                .await?;
+            candidates.push((seq, resource));
+        }
+        page_in_memory(candidates, query)
+    }
+
+    async fn existing_ids(
+        &self,
+        connection_id: &str,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, Kind>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut qb: QueryBuilder<'_, Postgres> =
+                QueryBuilder::new("SELECT id, kind FROM resources WHERE connection_id = ");
+            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.clone());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.pool).await? {
+                found.insert(
+                    row.try_get("id")?,
+                    kind_of(&row.try_get::<String, _>("kind")?)?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    async fn count_resources(&self, kind: Kind) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE kind = $1")
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM memberships m JOIN resources g ON g.seq = m.group_seq \
+             WHERE g.connection_id = $1 AND g.kind = 'Group' AND g.id = $2",
+        )
+        .bind(connection_id)
+        .bind(group_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    async fn log_requests(
+        &self,
+        entries: &[(String, RequestLogEntry)],
+        keep: u32,
+    ) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut touched: Vec<&str> = Vec::new();
+        for (connection_id, entry) in entries {
+            let text =
+                serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // The connection may have been deleted while the entry waited in the batch.
+            sqlx::query("INSERT INTO request_log (connection_id, entry) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM connections WHERE id = $3)")
+                .bind(connection_id)
+                .bind(text)
+                .bind(connection_id)
+                .execute(&mut *tx)
+                .await?;
+            if !touched.contains(&connection_id.as_str()) {
+                touched.push(connection_id);
+            }
+        }
+        for connection_id in touched {
+            sqlx::query(
+                "DELETE FROM request_log WHERE connection_id = $1 AND id <= \
+                 (SELECT id FROM request_log WHERE connection_id = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)",
+            )
+            .bind(connection_id)
+            .bind(connection_id)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recent_requests(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<RequestLogEntry>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT entry FROM request_log WHERE connection_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(connection_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(text,)| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("request log: {e}")))
+            })
+            .collect()
+    }
+}

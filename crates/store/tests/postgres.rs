@@ -1,0 +1,116 @@
+//! The store suite against the real PostgreSQL, each test in a database of its own, plus what
+//! only several instances on one database can show.
+
+mod suite;
+
+use scimgate_store::postgres::PgStore;
+use scimgate_store::testing::TempPostgres;
+use scimgate_store::{Kind, Load, Store, StoreError};
+
+async fn fresh() -> (PgStore, TempPostgres) {
+    let db = TempPostgres::create()
+        .await
+        .expect("create a test database");
+    let store = PgStore::open(&db.url).await.expect("open");
+    (store, db)
+}
+
+store_suite!(fresh());
+
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let db = TempPostgres::create()
+        .await
+        .expect("create a test database");
+    let (a, b, c) = tokio::join!(
+        PgStore::open(&db.url),
+        PgStore::open(&db.url),
+        PgStore::open(&db.url)
+    );
+    let (a, b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+    let (new, key) = suite::new_connection("shared");
+    a.create_connection(new.clone(), key)
+        .await
+        .expect("create on a");
+    assert!(b.connection(&new.id).await.expect("read on b").is_some());
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_user_name_give_one_winner() {
+    let db = TempPostgres::create()
+        .await
+        .expect("create a test database");
+    let a = PgStore::open(&db.url).await.expect("a");
+    let b = PgStore::open(&db.url).await.expect("b");
+    let (new, key) = suite::new_connection("race");
+    a.create_connection(new.clone(), key)
+        .await
+        .expect("connection");
+    for round in 0..20 {
+        let name = format!("racer{round}");
+        let (id_a, id_b) = (format!("a{round}"), format!("b{round}"));
+        let (x, y) = tokio::join!(
+            a.create_resource(&new.id, Kind::User, &id_a, suite::user(&name, "a@x")),
+            b.create_resource(
+                &new.id,
+                Kind::User,
+                &id_b,
+                suite::user(&name.to_uppercase(), "b@x")
+            ),
+        );
+        let outcomes = [x.is_ok(), y.is_ok()];
+        assert_eq!(
+            outcomes.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: exactly one create wins"
+        );
+        for result in [x, y] {
+            if let Err(e) = result {
+                assert!(matches!(e, StoreError::UserNameTaken(_)), "{e:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn version_checks_hold_across_instances() {
+    let db = TempPostgres::create()
+        .await
+        .expect("create a test database");
+    let a = PgStore::open(&db.url).await.expect("a");
+    let b = PgStore::open(&db.url).await.expect("b");
+    let (new, key) = suite::new_connection("versions");
+    a.create_connection(new.clone(), key)
+        .await
+        .expect("connection");
+    a.create_resource(&new.id, Kind::User, "u", suite::user("u", "u@x"))
+        .await
+        .expect("user");
+    let (x, y) = tokio::join!(
+        a.update_resource(
+            &new.id,
+            Kind::User,
+            "u",
+            Some(1),
+            suite::user("from-a", "u@x")
+        ),
+        b.update_resource(
+            &new.id,
+            Kind::User,
+            "u",
+            Some(1),
+            suite::user("from-b", "u@x")
+        ),
+    );
+    assert_eq!(
+        [x.is_ok(), y.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "one of two writes of version 1 wins"
+    );
+    let stored = b
+        .resource(&new.id, Kind::User, "u", Load::default())
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.version, 2);
+}
