@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use scimgate_store::sqlite::SqliteStore;
 use scimgate_store::Store;
 
 use crate::app::{shutdown_signal, Server, Settings};
@@ -17,21 +16,12 @@ pub enum CliError {
     Store(#[from] scimgate_store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("unsupported database URL '{0}': use sqlite://<path>")]
-    UnsupportedDatabase(String),
     #[error("no integration key with id '{0}' (or it is already revoked)")]
     UnknownKey(String),
 }
 
 pub async fn open_store(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
-    let url = db.database_url.as_str();
-    if url.starts_with("postgres://")
-        || url.starts_with("postgresql://")
-        || url.contains("://") && !url.starts_with("sqlite:")
-    {
-        return Err(CliError::UnsupportedDatabase(url.to_owned()));
-    }
-    Ok(Arc::new(SqliteStore::open(url).await?))
+    Ok(scimgate_store::open(&db.database_url).await?)
 }
 
 fn init_logging(format: LogFormat) {

@@ -21,7 +21,7 @@ impl Drop for Process {
     }
 }
 
-async fn spawn(dir: &std::path::Path) -> Process {
+async fn spawn(database_url: &str) -> Process {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -29,8 +29,7 @@ async fn spawn(dir: &std::path::Path) -> Process {
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("scimgate.db").display()))
+        .args(["--database-url", database_url])
         .env("SCIMGATE_INTEGRATION_KEY", INTEGRATION_KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -78,11 +77,11 @@ fn at(c: &Connection, base: &str) -> Connection {
     }
 }
 
-#[tokio::test]
-async fn acknowledged_writes_survive_kill_9_and_restarts() {
+async fn acknowledged_writes_survive_kill_9_and_restarts(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::new(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let mut process = spawn(dir.path()).await;
+    let mut process = spawn(&db.url).await;
     let c = create_connection(&client, &process.base).await;
     let mut ids = Vec::new();
     for i in 0..40 {
@@ -98,7 +97,7 @@ async fn acknowledged_writes_survive_kill_9_and_restarts() {
     process.child.kill().expect("kill -9");
     process.child.wait().expect("wait");
 
-    let process = spawn(dir.path()).await;
+    let process = spawn(&db.url).await;
     let c = at(&c, &process.base);
     let (status, list) = c.get("/Users?count=1000").await;
     assert_eq!(status, 200, "the old key still works after the restart");
@@ -114,12 +113,11 @@ async fn acknowledged_writes_survive_kill_9_and_restarts() {
     assert_eq!(member_ids(&group).len(), 2);
 }
 
-#[cfg(unix)]
-#[tokio::test]
-async fn sigterm_drains_and_exits_cleanly() {
+async fn sigterm_drains_and_exits_cleanly(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::new(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let mut process = spawn(dir.path()).await;
+    let mut process = spawn(&db.url).await;
     let c = create_connection(&client, &process.base).await;
     assert_eq!(c.post("/Users", user("before-term")).await.0, 201);
     let pid = process.child.id().to_string();
@@ -140,27 +138,26 @@ async fn sigterm_drains_and_exits_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
-    let process = spawn(dir.path()).await;
+    let process = spawn(&db.url).await;
     let c = at(&c, &process.base);
     let (_, list) = c.get("/Users").await;
     assert_eq!(list["totalResults"], 1);
 }
 
-fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+fn cli(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args(args)
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("scimgate.db").display()))
+        .args(["--database-url", database_url])
         .env_remove("SCIMGATE_INTEGRATION_KEY")
         .output()
         .expect("run scimgate")
 }
 
-#[tokio::test]
-async fn integration_keys_are_managed_from_the_command_line() {
+async fn integration_keys_are_managed_from_the_command_line(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::new(backend, dir.path()).await;
     let created = cli(
-        dir.path(),
+        &db.url,
         &["integration-keys", "create", "--name", "backend"],
     );
     assert!(created.status.success(), "{created:?}");
@@ -170,7 +167,7 @@ async fn integration_keys_are_managed_from_the_command_line() {
         .to_owned();
     assert!(key.starts_with("sgi_"), "{key}");
 
-    let listed = cli(dir.path(), &["integration-keys", "list"]);
+    let listed = cli(&db.url, &["integration-keys", "list"]);
     let listing = String::from_utf8(listed.stdout).expect("utf-8");
     assert!(
         listing.contains("backend") && listing.contains("active"),
@@ -179,7 +176,7 @@ async fn integration_keys_are_managed_from_the_command_line() {
     assert!(!listing.contains(&key), "secrets are never listed");
     let id = listing.split('\t').next().expect("id").to_owned();
 
-    let process = spawn(dir.path()).await;
+    let process = spawn(&db.url).await;
     let client = reqwest::Client::new();
     let status = |k: String| {
         let client = client.clone();
@@ -196,21 +193,21 @@ async fn integration_keys_are_managed_from_the_command_line() {
         }
     };
     assert_eq!(status(key.clone()).await, 200);
-    let revoked = cli(dir.path(), &["integration-keys", "revoke", &id]);
+    let revoked = cli(&db.url, &["integration-keys", "revoke", &id]);
     assert!(revoked.status.success(), "{revoked:?}");
     assert_eq!(
         status(key).await,
         401,
         "a revoked key stops working at once"
     );
-    let again = cli(dir.path(), &["integration-keys", "revoke", &id]);
+    let again = cli(&db.url, &["integration-keys", "revoke", &id]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains(&id));
 }
 
-#[tokio::test]
-async fn the_first_start_prints_an_integration_key_once() {
+async fn the_first_start_prints_an_integration_key_once(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::new(backend, dir.path()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -218,11 +215,7 @@ async fn the_first_start_prints_an_integration_key_once() {
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--database-url")
-        .arg(format!(
-            "sqlite://{}",
-            dir.path().join("scimgate.db").display()
-        ))
+        .args(["--database-url", &db.url])
         .env_remove("SCIMGATE_INTEGRATION_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -249,7 +242,7 @@ async fn the_first_start_prints_an_integration_key_once() {
         .to_owned();
     assert!(stdout.contains("integration-keys create"), "{stdout}");
 
-    let process = spawn(dir.path()).await;
+    let process = spawn(&db.url).await;
     let response = client
         .get(format!("{}/v1/connections", process.base))
         .bearer_auth(&key)
@@ -257,10 +250,17 @@ async fn the_first_start_prints_an_integration_key_once() {
         .await
         .expect("send");
     assert_eq!(response.status(), 200, "the printed key works");
-    let listed = cli(dir.path(), &["integration-keys", "list"]);
+    let listed = cli(&db.url, &["integration-keys", "list"]);
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout).lines().count(),
         1,
         "a second start creates no second key"
     );
 }
+
+on_both_backends!(
+    acknowledged_writes_survive_kill_9_and_restarts,
+    sigterm_drains_and_exits_cleanly,
+    integration_keys_are_managed_from_the_command_line,
+    the_first_start_prints_an_integration_key_once,
+);

@@ -13,9 +13,8 @@ fn without_request_id(mut body: Value) -> Value {
     body
 }
 
-#[tokio::test]
-async fn management_error_bodies() {
-    let server = TestServer::start().await;
+async fn management_error_bodies(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let cases: Vec<(&str, Method, &str, Option<Value>)> = vec![
         (
             "invalid_fields",
@@ -59,9 +58,8 @@ async fn management_error_bodies() {
     );
 }
 
-#[tokio::test]
-async fn scim_error_bodies() {
-    let server = TestServer::start().await;
+async fn scim_error_bodies(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let c = server.connection("errors").await;
     c.post("/Users", user("taken")).await;
     let cases: Vec<(&str, Method, &str, Option<Value>)> = vec![
@@ -112,3 +110,5 @@ async fn scim_error_bodies() {
     .await;
     insta::assert_json_snapshot!("scim_unauthorized", json!({"status": status, "body": body}));
 }
+
+on_both_backends!(management_error_bodies, scim_error_bodies,);

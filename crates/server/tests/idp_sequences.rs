@@ -19,9 +19,8 @@ fn operations(name: &str) -> Value {
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-#[tokio::test]
-async fn okta_provisions_updates_deactivates_and_pushes_groups() {
-    let server = TestServer::start().await;
+async fn okta_provisions_updates_deactivates_and_pushes_groups(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let okta = server
         .create_connection(json!({"customer_id": "acme", "identity_provider": "okta"}))
         .await;
@@ -157,9 +156,8 @@ async fn okta_provisions_updates_deactivates_and_pushes_groups() {
     );
 }
 
-#[tokio::test]
-async fn entra_id_tests_the_connection_then_provisions_with_its_own_patch_shapes() {
-    let server = TestServer::start().await;
+async fn entra_id_tests_the_connection_then_provisions_with_its_own_patch_shapes(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let entra = server
         .create_connection(json!({"customer_id": "contoso", "identity_provider": "entra_id"}))
         .await;
@@ -297,9 +295,8 @@ fn user_named(i: usize) -> Value {
     user(&format!("member{i}@contoso.com"))
 }
 
-#[tokio::test]
-async fn unknown_members_are_skipped_and_logged_or_refused_when_strict() {
-    let server = TestServer::start().await;
+async fn unknown_members_are_skipped_and_logged_or_refused_when_strict(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let lenient = server.connection("lenient").await;
     let (_, u) = lenient.post("/Users", user("real")).await;
     let real = u["id"].as_str().expect("id").to_owned();
@@ -348,12 +345,14 @@ async fn unknown_members_are_skipped_and_logged_or_refused_when_strict() {
         .contains("fake-member-id"));
 }
 
-#[tokio::test]
-async fn large_groups_answer_patch_without_their_members() {
-    let server = TestServer::start_with(Options {
-        patch_response_member_limit: 3,
-        ..Options::default()
-    })
+async fn large_groups_answer_patch_without_their_members(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        Options {
+            patch_response_member_limit: 3,
+            ..Options::default()
+        },
+    )
     .await;
     let c = server.connection("big").await;
     let mut ids = Vec::new();
@@ -380,9 +379,8 @@ async fn large_groups_answer_patch_without_their_members() {
     );
 }
 
-#[tokio::test]
-async fn plain_json_is_accepted_and_the_root_search_spans_both_types() {
-    let server = TestServer::start().await;
+async fn plain_json_is_accepted_and_the_root_search_spans_both_types(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let c = server.connection("search").await;
     let response = c
         .client
@@ -415,3 +413,11 @@ async fn plain_json_is_accepted_and_the_root_search_spans_both_types() {
     assert_eq!(second["Resources"].as_array().map(Vec::len), Some(1));
     assert_eq!(second["Resources"][0]["meta"]["resourceType"], "Group");
 }
+
+on_both_backends!(
+    okta_provisions_updates_deactivates_and_pushes_groups,
+    entra_id_tests_the_connection_then_provisions_with_its_own_patch_shapes,
+    unknown_members_are_skipped_and_logged_or_refused_when_strict,
+    large_groups_answer_patch_without_their_members,
+    plain_json_is_accepted_and_the_root_search_spans_both_types,
+);

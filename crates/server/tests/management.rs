@@ -37,9 +37,8 @@ fn assert_error(body: &Value, request_id: &str, status: u16, error_type: &str) {
         .is_some_and(|m| !m.is_empty()));
 }
 
-#[tokio::test]
-async fn the_connection_lifecycle() {
-    let server = TestServer::start().await;
+async fn the_connection_lifecycle(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (status, created, _) = call(
         &server,
         Method::POST,
@@ -194,9 +193,8 @@ async fn the_connection_lifecycle() {
     assert_eq!(status, 201, "the customer can be connected again");
 }
 
-#[tokio::test]
-async fn invalid_input_names_every_bad_field() {
-    let server = TestServer::start().await;
+async fn invalid_input_names_every_bad_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (status, body, rid) = call(&server, Method::POST, "/v1/connections", Some(json!({
         "customer_id": "  ", "identity_provider": "myspace", "scim_api_key_expiration": 1000, "custom_mapping": [1]
     }))).await;
@@ -279,9 +277,8 @@ async fn invalid_input_names_every_bad_field() {
     );
 }
 
-#[tokio::test]
-async fn integration_keys_guard_the_api_and_lists_page() {
-    let server = TestServer::start().await;
+async fn integration_keys_guard_the_api_and_lists_page(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let response = server
         .client
         .get(format!("{}/v1/connections", server.base))
@@ -337,9 +334,8 @@ async fn integration_keys_guard_the_api_and_lists_page() {
     assert_eq!(seen.len(), 5);
 }
 
-#[tokio::test]
-async fn openapi_health_and_metrics() {
-    let server = TestServer::start().await;
+async fn openapi_health_and_metrics(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let doc: Value = server
         .client
         .get(format!("{}/v1/openapi.json", server.base))
@@ -400,3 +396,10 @@ async fn openapi_health_and_metrics() {
     assert!(metrics.contains("scimgate_connections"));
     assert!(metrics.contains("scimgate_http_request_duration_seconds_bucket"));
 }
+
+on_both_backends!(
+    the_connection_lifecycle,
+    invalid_input_names_every_bad_field,
+    integration_keys_guard_the_api_and_lists_page,
+    openapi_health_and_metrics,
+);

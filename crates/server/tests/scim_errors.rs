@@ -22,9 +22,8 @@ fn assert_scim_error(body: &Value, status: &str, scim_type: Option<&str>, mentio
     );
 }
 
-#[tokio::test]
-async fn authentication_failures_say_which_without_leaking_tenants() {
-    let server = TestServer::start().await;
+async fn authentication_failures_say_which_without_leaking_tenants(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let a = server.connection("a").await;
     let b = server.connection("b").await;
 
@@ -73,9 +72,8 @@ async fn authentication_failures_say_which_without_leaking_tenants() {
     assert_eq!(list["totalResults"], 0);
 }
 
-#[tokio::test]
-async fn expired_and_replaced_keys_are_refused_with_the_reason() {
-    let server = TestServer::start().await;
+async fn expired_and_replaced_keys_are_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let c = server.connection("keys").await;
     let (status, _) = c.get("/Users").await;
     assert_eq!(status, 200);
@@ -135,12 +133,14 @@ async fn expired_and_replaced_keys_are_refused_with_the_reason() {
     assert_scim_error(&body, "401", None, "expired");
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_precise_error_and_changes_nothing() {
-    let server = TestServer::start_with(Options {
-        max_body_bytes: 64 * 1024,
-        ..Options::default()
-    })
+async fn bad_input_gets_a_precise_error_and_changes_nothing(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        Options {
+            max_body_bytes: 64 * 1024,
+            ..Options::default()
+        },
+    )
     .await;
     let c = server.connection("errors").await;
     let (_, created) = c.post("/Users", user("alice")).await;
@@ -225,9 +225,8 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn etags_guard_writes_and_save_reads() {
-    let server = TestServer::start().await;
+async fn etags_guard_writes_and_save_reads(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let c = server.connection("etags").await;
     let (_, created) = c.post("/Users", user("etag")).await;
     let id = created["id"].as_str().expect("id").to_owned();
@@ -283,9 +282,8 @@ async fn etags_guard_writes_and_save_reads() {
     assert_eq!(response.status(), 204);
 }
 
-#[tokio::test]
-async fn pagination_is_truthful_and_cursors_are_advertised() {
-    let server = TestServer::start().await;
+async fn pagination_is_truthful_and_cursors_are_advertised(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let c = server.connection("pages").await;
     for i in 0..12 {
         c.post("/Users", user(&format!("p{i:02}"))).await;
@@ -340,12 +338,14 @@ async fn pagination_is_truthful_and_cursors_are_advertised() {
     );
 }
 
-#[tokio::test]
-async fn bursts_past_the_limit_get_429_with_retry_after() {
-    let server = TestServer::start_with(Options {
-        scim_rate_limit: 2,
-        ..Options::default()
-    })
+async fn bursts_past_the_limit_get_429_with_retry_after(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        Options {
+            scim_rate_limit: 2,
+            ..Options::default()
+        },
+    )
     .await;
     let c = server.connection("burst").await;
     let mut limited = None;
@@ -369,3 +369,12 @@ async fn bursts_past_the_limit_get_429_with_retry_after() {
         "limits are per connection"
     );
 }
+
+on_both_backends!(
+    authentication_failures_say_which_without_leaking_tenants,
+    expired_and_replaced_keys_are_refused_with_the_reason,
+    bad_input_gets_a_precise_error_and_changes_nothing,
+    etags_guard_writes_and_save_reads,
+    pagination_is_truthful_and_cursors_are_advertised,
+    bursts_past_the_limit_get_429_with_retry_after,
+);

@@ -39,6 +39,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("missing or invalid integration key; send 'Authorization: Bearer <integration key>'")]
     Unauthorized,
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable,
     #[error("an unexpected error occurred; it has been logged")]
     Internal,
 }
@@ -51,6 +53,7 @@ impl ApiError {
             ApiError::ConnectionExists(_) => (StatusCode::CONFLICT, "connection_exists"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "unexpected_error"),
         }
     }
@@ -60,6 +63,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::CustomerHasConnection(customer) => ApiError::ConnectionExists(customer),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable on the management API");
+                ApiError::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "store failure on the management API");
                 ApiError::Internal
@@ -98,6 +105,12 @@ impl IntoResponse for ApiError {
             details,
         };
         let mut response = status.into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
         response.extensions_mut().insert(PendingError(body));
         response
     }

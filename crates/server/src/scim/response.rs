@@ -50,6 +50,18 @@ impl ScimFailure {
         ScimError::new(status, None, detail).into()
     }
 
+    /// 503 with `Retry-After`: the database is away; the IdP retries and nothing was applied.
+    pub fn unavailable() -> Self {
+        ScimFailure {
+            error: ScimError::new(
+                503,
+                None,
+                "the service is temporarily unavailable; nothing was applied, retry shortly",
+            ),
+            headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+        }
+    }
+
     /// 429 with `Retry-After`; only reached past the generous per-connection limit.
     pub fn rate_limited() -> Self {
         ScimFailure {
@@ -90,6 +102,10 @@ impl From<StoreError> for ScimFailure {
                 "the cursor is not one this server issued",
             ),
             StoreError::CustomerHasConnection(_) => ScimError::new(409, None, e.to_string()),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable on the SCIM API");
+                return ScimFailure::unavailable();
+            }
             other => {
                 tracing::error!(error = %other, "store failure on the SCIM API");
                 ScimError::new(500, None, "internal error; the request was not applied")

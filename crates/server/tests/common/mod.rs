@@ -6,13 +6,71 @@ use std::sync::Arc;
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use scimgate::app::{Server, Settings};
+use scimgate_store::postgres::PgStore;
 use scimgate_store::sqlite::SqliteStore;
+use scimgate_store::testing::TempPostgres;
+use scimgate_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 pub const INTEGRATION_KEY: &str = "sgi_test-integration-key";
 
+/// The store a test runs on. Every HTTP test runs once on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+/// A database for one test: a SQLite file in `dir`, or a throwaway PostgreSQL database.
+pub struct TestDatabase {
+    pub url: String,
+    _postgres: Option<TempPostgres>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend, dir: &std::path::Path) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", dir.join("scimgate.db").display()),
+                _postgres: None,
+            },
+            Backend::Postgres => {
+                let db = TempPostgres::create()
+                    .await
+                    .expect("create a test database");
+                TestDatabase {
+                    url: db.url.clone(),
+                    _postgres: Some(db),
+                }
+            }
+        }
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        if self.url.starts_with("postgres") {
+            Arc::new(PgStore::open(&self.url).await.expect("open postgres"))
+        } else {
+            Arc::new(SqliteStore::open(&self.url).await.expect("open sqlite"))
+        }
+    }
+}
+
 pub struct TestServer {
+    pub database: TestDatabase,
     pub base: String,
     pub client: Client,
     pub dir: tempfile::TempDir,
@@ -37,20 +95,14 @@ impl Default for Options {
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
-        Self::start_with(Options::default()).await
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, Options::default()).await
     }
 
-    pub async fn start_with(options: Options) -> TestServer {
+    pub async fn start_with(backend: Backend, options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(dir, options).await
-    }
-
-    pub async fn start_in(dir: tempfile::TempDir, options: Options) -> TestServer {
-        let path = dir.path().join("scimgate.db");
-        let store = SqliteStore::open(path.to_str().expect("utf-8"))
-            .await
-            .expect("open store");
+        let database = TestDatabase::new(backend, dir.path()).await;
+        let store = database.open().await;
         let settings = Settings {
             public_url: String::new(),
             integration_key: Some(INTEGRATION_KEY.into()),
@@ -67,7 +119,7 @@ impl TestServer {
             public_url: base.clone(),
             ..settings
         };
-        let server = Server::bind(Arc::new(store), addr, settings)
+        let server = Server::bind(store, addr, settings)
             .await
             .expect("bind server");
         let (tx, rx) = oneshot::channel::<()>();
@@ -75,24 +127,13 @@ impl TestServer {
             let _ = rx.await;
         }));
         TestServer {
+            database,
             base,
             client: Client::new(),
             dir,
             shutdown: Some(tx),
             task: Some(task),
         }
-    }
-
-    /// Stops the server gracefully and returns its data directory.
-    pub async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server ran");
-        }
-        let placeholder = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, placeholder)
     }
 
     pub fn mgmt(&self, method: Method, path: &str) -> RequestBuilder {
