@@ -32,7 +32,7 @@ type Body = Result<Bytes, BytesRejection>;
 
 const OPTIONS: NormalizeOptions = NormalizeOptions { lenient: true };
 /// Attempts at a read-modify-write PATCH before reporting a conflict.
-const PATCH_ATTEMPTS: usize = 5;
+const PATCH_ATTEMPTS: u32 = 64;
 
 fn json_body(body: Body) -> ScimResult<Value> {
     let bytes = body.map_err(|rejection| {
@@ -398,7 +398,7 @@ async fn patch(
     let projection = projection_for(state, kind, query)?;
     let request = PatchRequest::parse(&json_body(body)?)?;
     let mut warnings = Vec::new();
-    for _ in 0..PATCH_ATTEMPTS {
+    for attempt in 0..PATCH_ATTEMPTS {
         warnings.clear();
         let current = reload(state, ctx, kind, id, Load::default()).await?;
         check_if_match(headers, current.version)?;
@@ -452,7 +452,11 @@ async fn patch(
             // Another write landed between our read and write: apply the PATCH again on top
             // of it, unless the client pinned a version with If-Match.
             Err(StoreError::VersionMismatch { .. }) if !headers.contains_key(header::IF_MATCH) => {
-                continue
+                // Random backoff, growing with the attempts, so contenders stop colliding.
+                let ceiling = 1u64 << attempt.min(6);
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                continue;
             }
             Err(e) => return Err(e.into()),
         }

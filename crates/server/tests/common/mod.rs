@@ -38,7 +38,7 @@ macro_rules! on_both_backends {
 /// A database for one test: a SQLite file in `dir`, or a throwaway PostgreSQL database.
 pub struct TestDatabase {
     pub url: String,
-    _postgres: Option<TempPostgres>,
+    pub postgres: Option<TempPostgres>,
 }
 
 impl TestDatabase {
@@ -46,7 +46,7 @@ impl TestDatabase {
         match backend {
             Backend::Sqlite => TestDatabase {
                 url: format!("sqlite://{}", dir.join("scimgate.db").display()),
-                _postgres: None,
+                postgres: None,
             },
             Backend::Postgres => {
                 let db = TempPostgres::create()
@@ -54,7 +54,7 @@ impl TestDatabase {
                     .expect("create a test database");
                 TestDatabase {
                     url: db.url.clone(),
-                    _postgres: Some(db),
+                    postgres: Some(db),
                 }
             }
         }
@@ -103,6 +103,16 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::new(backend, dir.path()).await;
         let store = database.open().await;
+        Self::start_on(store, database, dir, options).await
+    }
+
+    /// Serves `store`, which may reach its database some other way than `database.url`.
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        database: TestDatabase,
+        dir: tempfile::TempDir,
+        options: Options,
+    ) -> TestServer {
         let settings = Settings {
             public_url: String::new(),
             integration_key: Some(INTEGRATION_KEY.into()),
