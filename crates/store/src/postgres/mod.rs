@@ -301,9 +301,11 @@ impl PgStore {
         let mut qb = QueryBuilder::new(format!(
             "SELECT {select} FROM resources WHERE connection_id = "
         ));
+        // The kind is written into the SQL, not bound: only then can the planner prove that the
+        // partial unique index on users' names applies, and pick it even before the table
+        // has statistics. `Kind::as_str` is one of two fixed words.
         qb.push_bind(connection_id.to_owned())
-            .push(" AND kind = ")
-            .push_bind(kind.as_str());
+            .push(format!(" AND kind = '{}'", kind.as_str()));
         for p in &plan.indexed {
             Self::push_indexed(&mut qb, p);
         }
