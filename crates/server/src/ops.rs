@@ -68,6 +68,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The id `SetRequestIdLayer` gave the request (or the one the client or proxy sent).
+pub fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Counts requests and their latency by surface, route template and status.
 pub async fn record(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -84,12 +94,7 @@ pub async fn record(request: Request, next: Next) -> Response {
         "ops"
     };
     let method = request.method().to_string();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request_id(&request);
     // Only ids go to the log: the path of a SCIM request holds the connection and resource ids;
     // the query (filters naming people) and bodies stay out.
     let path = request.uri().path().to_owned();

@@ -63,12 +63,7 @@ pub async fn middleware(
     let time = OffsetDateTime::now_utc();
     let method = request.method().to_string();
     let full_path = request.uri().path().to_owned();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = crate::ops::request_id(&request);
     let response = next.run(request).await;
     let mut parts = full_path
         .strip_prefix("/scim/v2/")

@@ -187,6 +187,27 @@ pub struct MemberDelta {
     pub removed: Vec<String>,
 }
 
+impl MemberDelta {
+    /// Records a row that was inserted. A member removed earlier in the same write and added
+    /// back is no change at all.
+    pub fn inserted(&mut self, member: &Member) {
+        let before = self.removed.len();
+        self.removed.retain(|id| id != &member.id);
+        if self.removed.len() == before {
+            self.added.push(member.clone());
+        }
+    }
+
+    /// Records a row that was deleted; undoes an addition made earlier in the same write.
+    pub fn deleted(&mut self, id: String) {
+        let before = self.added.len();
+        self.added.retain(|m| m.id != id);
+        if self.added.len() == before && !self.removed.contains(&id) {
+            self.removed.push(id);
+        }
+    }
+}
+
 /// The result of a create or replace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteOutcome {

@@ -118,12 +118,7 @@ impl IntoResponse for ApiError {
 
 /// Writes pending error bodies with the request's id.
 pub async fn attach_request_id(request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = crate::ops::request_id(&request);
     let mut response = next.run(request).await;
     if let Some(PendingError(mut body)) = response.extensions_mut().remove::<PendingError>() {
         body.request_id = request_id;

@@ -200,11 +200,17 @@ async fn create(
         body: resource,
         members,
     };
-    state
+    let outcome = state
         .store
         .create_resource(&ctx.connection.id, kind, &id, write)
         .await?;
-    let stored = reload(state, ctx, kind, &id, load_for(state, kind, &projection)).await?;
+    let stored = as_written(
+        state,
+        ctx,
+        outcome.resource,
+        load_for(state, kind, &projection),
+    )
+    .await?;
     Ok(respond(
         state,
         ctx,
@@ -296,11 +302,17 @@ async fn replace(
         members,
     };
     let expected = headers.get(header::IF_MATCH).map(|_| current.version);
-    state
+    let outcome = state
         .store
         .update_resource(&ctx.connection.id, kind, id, expected, write)
         .await?;
-    let stored = reload(state, ctx, kind, id, load_for(state, kind, &projection)).await?;
+    let stored = as_written(
+        state,
+        ctx,
+        outcome.resource,
+        load_for(state, kind, &projection),
+    )
+    .await?;
     Ok(respond(
         state,
         ctx,
@@ -309,6 +321,22 @@ async fn replace(
         &projection,
         warnings,
     ))
+}
+
+/// The resource as this write left it: its body and version from the write itself (a later
+/// write may already have landed), its member and group rows read now.
+async fn as_written(
+    state: &AppState,
+    ctx: &ScimContext,
+    mut written: StoredResource,
+    load: Load,
+) -> ScimResult<StoredResource> {
+    if load.members || load.groups {
+        let fresh = reload(state, ctx, written.kind, &written.id.clone(), load).await?;
+        written.members = fresh.members;
+        written.groups = fresh.groups;
+    }
+    Ok(written)
 }
 
 /// The resource with its members as values, for the general PATCH engine.
@@ -425,7 +453,7 @@ async fn patch(
             .update_resource(&ctx.connection.id, kind, id, Some(current.version), write)
             .await
         {
-            Ok(_) => {
+            Ok(outcome) => {
                 let mut load = load_for(state, kind, &projection);
                 if load.members {
                     let count = state.store.member_count(&ctx.connection.id, id).await?;
@@ -439,7 +467,7 @@ async fn patch(
                         ));
                     }
                 }
-                let stored = reload(state, ctx, kind, id, load).await?;
+                let stored = as_written(state, ctx, outcome.resource, load).await?;
                 return Ok(respond(
                     state,
                     ctx,

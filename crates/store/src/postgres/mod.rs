@@ -213,11 +213,7 @@ impl PgStore {
                     .execute(&mut **tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        let before = delta.removed.len();
-                        delta.removed.retain(|id| id != &m.id);
-                        if delta.removed.len() == before {
-                            delta.added.push(m.clone());
-                        }
+                        delta.inserted(m);
                     }
                 }
                 MemberOp::Remove(id) => {
@@ -229,11 +225,7 @@ impl PgStore {
                     .execute(&mut **tx)
                     .await?;
                     if done.rows_affected() == 1 {
-                        let before = delta.added.len();
-                        delta.added.retain(|m| &m.id != id);
-                        if delta.added.len() == before {
-                            delta.removed.push(id.clone());
-                        }
+                        delta.deleted(id.clone());
                     }
                 }
                 MemberOp::Clear => {
@@ -247,11 +239,8 @@ impl PgStore {
                         .iter()
                         .map(|r| r.try_get("member_id"))
                         .collect::<Result<_, _>>()?;
-                    delta.added.retain(|m| !gone.contains(&m.id));
                     for id in gone {
-                        if !delta.removed.contains(&id) {
-                            delta.removed.push(id);
-                        }
+                        delta.deleted(id);
                     }
                 }
             }
