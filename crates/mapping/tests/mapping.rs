@@ -267,7 +267,10 @@ fn roles_follow_group_rules_by_name_or_external_id() {
         external_id: None,
     };
     assert_eq!(mapping.roles(&[]), vec!["member"]);
-    assert_eq!(mapping.roles(std::slice::from_ref(&billing)), vec!["billing"]);
+    assert_eq!(
+        mapping.roles(std::slice::from_ref(&billing)),
+        vec!["billing"]
+    );
     assert_eq!(
         mapping.roles(&[everyone, billing, admins]),
         vec!["admin", "billing"],

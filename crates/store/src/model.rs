@@ -68,6 +68,8 @@ pub struct ConnectionUpdate {
     pub identity_provider: Option<String>,
     pub status: Option<ConnectionStatus>,
     pub strict_members: Option<bool>,
+    /// `Some(None)` removes the custom mapping.
+    pub custom_mapping: Option<Option<Value>>,
 }
 
 /// A SCIM API key as stored: only its hash.

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, FieldError};
 use crate::app::AppState;
 use crate::secrets;
+use scimgate_store::Kind;
 
 /// Identity providers a connection can be labelled with; `entra_id` changes the base URL.
 pub const IDENTITY_PROVIDERS: &[&str] = &[
@@ -48,6 +49,10 @@ pub struct ConnectionView {
     pub scim_base_url: String,
     /// UNIX seconds; `null` when the key never expires.
     pub scim_api_key_expires_at: Option<i64>,
+    /// The mapping declared for this connection, as saved; `null` when only the identity
+    /// provider's preset applies.
+    #[schema(value_type = Option<Object>)]
+    pub custom_mapping: Option<Value>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -82,6 +87,7 @@ impl ConnectionView {
             scim_api_key_expires_at: c
                 .scim_api_key_expires_at
                 .map(OffsetDateTime::unix_timestamp),
+            custom_mapping: c.custom_mapping.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }
@@ -123,6 +129,17 @@ pub struct UpdateConnection {
     /// `active` or `disabled`.
     pub status: Option<String>,
     pub strict_members: Option<bool>,
+    /// Replaces the custom mapping; `null` removes it.
+    #[serde(default, deserialize_with = "explicit_null_value")]
+    #[schema(value_type = Option<Object>)]
+    pub custom_mapping: Option<Option<Value>>,
+}
+
+/// Tells `"custom_mapping": null` (remove it) from an absent field (leave it).
+fn explicit_null_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(d).map(Some)
 }
 
 /// Tells `"display_name": null` (clear it) from an absent field (leave it).
@@ -172,6 +189,16 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// Validates a `custom_mapping` against the User schemas, one error per invalid field.
+pub fn check_mapping(state: &AppState, mapping: &Value, errors: &mut Vec<FieldError>) {
+    if let Err(invalid) = scimgate_mapping::validate(mapping, &state.view(Kind::User)) {
+        errors.extend(invalid.into_iter().map(|e| FieldError {
+            field: e.field,
+            message: e.message,
+        }));
+    }
 }
 
 fn check_identity_provider(value: &str, errors: &mut Vec<FieldError>) {
@@ -257,12 +284,8 @@ pub async fn create(
         input.scim_api_key_expiration,
         &mut errors,
     );
-    if input
-        .custom_mapping
-        .as_ref()
-        .is_some_and(|m| !m.is_object())
-    {
-        errors.push(FieldError::new("custom_mapping", "must be an object"));
+    if let Some(mapping) = &input.custom_mapping {
+        check_mapping(&state, mapping, &mut errors);
     }
     if !errors.is_empty() {
         return Err(ApiError::InvalidFields(errors));
@@ -398,6 +421,9 @@ pub async fn update(
             None
         }
     };
+    if let Some(Some(mapping)) = &input.custom_mapping {
+        check_mapping(&state, mapping, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(ApiError::InvalidFields(errors));
     }
@@ -406,6 +432,7 @@ pub async fn update(
         identity_provider: input.identity_provider,
         status,
         strict_members: input.strict_members,
+        custom_mapping: input.custom_mapping,
     };
     let connection = state
         .store

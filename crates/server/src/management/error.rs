@@ -63,6 +63,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::CustomerHasConnection(customer) => ApiError::ConnectionExists(customer),
+            StoreError::InvalidCursor => ApiError::InvalidFields(vec![FieldError::new(
+                "cursor",
+                "is not a cursor this server issued",
+            )]),
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable on the management API");
                 ApiError::Unavailable

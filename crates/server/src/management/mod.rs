@@ -1,6 +1,7 @@
 //! The app-facing management API at `/v1`, authenticated with an integration key.
 
 mod connections;
+mod directory;
 pub mod error;
 
 use std::sync::Arc;
@@ -31,9 +32,18 @@ pub use connections::{scim_base_url, IDENTITY_PROVIDERS};
         connections::reset_key,
         connections::delete,
         connections::requests,
+        directory::list_users,
+        directory::get_user,
+        directory::list_groups,
+        directory::get_group,
+        directory::list_members,
+        directory::preview,
     ),
     modifiers(&IntegrationKeyAuth),
-    tags((name = "connections", description = "SCIM connections"))
+    tags(
+        (name = "connections", description = "SCIM connections"),
+        (name = "directory", description = "The users and groups of a connection, as the app's model sees them")
+    )
 )]
 pub struct ApiDoc;
 
@@ -68,6 +78,30 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/v1/connections/{connection_id}/requests",
             get(connections::requests),
+        )
+        .route(
+            "/v1/connections/{connection_id}/users",
+            get(directory::list_users),
+        )
+        .route(
+            "/v1/connections/{connection_id}/users/{user_id}",
+            get(directory::get_user),
+        )
+        .route(
+            "/v1/connections/{connection_id}/groups",
+            get(directory::list_groups),
+        )
+        .route(
+            "/v1/connections/{connection_id}/groups/{group_id}",
+            get(directory::get_group),
+        )
+        .route(
+            "/v1/connections/{connection_id}/groups/{group_id}/members",
+            get(directory::list_members),
+        )
+        .route(
+            "/v1/connections/{connection_id}/mapping-preview",
+            post(directory::preview),
         )
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new()

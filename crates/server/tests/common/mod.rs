@@ -247,7 +247,7 @@ pub fn user(name: &str) -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": name,
         "name": {"givenName": "Test", "familyName": name},
-        "emails": [{"value": format!("{name}@example.com"), "type": "work", "primary": true}],
+        "emails": [{"value": if name.contains('@') { name.to_owned() } else { format!("{name}@example.com") }, "type": "work", "primary": true}],
         "active": true
     })
 }

@@ -413,6 +413,10 @@ impl Store for PgStore {
         if let Some(strict) = update.strict_members {
             qb.push(", strict_members = ").push_bind(strict);
         }
+        if let Some(mapping) = update.custom_mapping {
+            qb.push(", custom_mapping = ")
+                .push_bind(mapping.as_ref().map(Value::to_string));
+        }
         qb.push(" WHERE id = ").push_bind(id.to_owned());
         if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(None);

@@ -105,6 +105,38 @@ pub async fn connection_lifecycle(store: &dyn Store) {
     assert_eq!(updated.status, ConnectionStatus::Disabled);
     assert_eq!(updated.display_name, None);
     assert_eq!(updated.identity_provider, "okta");
+    let mapped = store
+        .update_connection(
+            &new.id,
+            ConnectionUpdate {
+                custom_mapping: Some(Some(json!({"default_role": "member"}))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        mapped.custom_mapping,
+        Some(json!({"default_role": "member"}))
+    );
+    let cleared = store
+        .update_connection(
+            &new.id,
+            ConnectionUpdate {
+                custom_mapping: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(cleared.custom_mapping, None);
+    assert_eq!(
+        cleared.status,
+        ConnectionStatus::Disabled,
+        "other fields stay"
+    );
     assert!(store
         .update_connection("nope", ConnectionUpdate::default())
         .await
