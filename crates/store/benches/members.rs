@@ -24,6 +24,7 @@ fn group_write(members: Vec<MemberOp>) -> ResourceWrite {
             ..IndexedFields::default()
         },
         members,
+        mapped: None,
     }
 }
 

@@ -53,6 +53,13 @@ pub struct ListQuery<'a> {
     pub load: Load,
 }
 
+/// A user whose mapped view must be recomputed, with its groups loaded.
+#[derive(Debug, Clone)]
+pub struct StaleUser {
+    pub connection_id: String,
+    pub resource: StoredResource,
+}
+
 /// One page of results. `total_results` counts every match, not just this page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -152,6 +159,31 @@ pub trait Store: Send + Sync + 'static {
         ids: &[String],
     ) -> StoreResult<HashMap<String, Kind>>;
     async fn count_resources(&self, kind: Kind) -> StoreResult<u64>;
+    /// Leases up to `limit` users whose stored mapping is older than their connection's mapping
+    /// generation (or was marked stale), for `lease`. Users leased by another worker and not
+    /// yet expired are skipped, so two instances never map the same user at once.
+    async fn claim_stale_users(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<StaleUser>>;
+    /// Stores a user's mapped view, unless the user changed (another `version`) since it was
+    /// computed, and ends its lease.
+    async fn save_mapped(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        version: i64,
+        record: MappedRecord,
+    ) -> StoreResult<()>;
+    /// Marks the users that are members of this group stale (its name or external id changed).
+    async fn mark_group_members_stale(
+        &self,
+        connection_id: &str,
+        group_id: &str,
+    ) -> StoreResult<()>;
+    /// `(users, users mapped with the connection's current generation)`.
+    async fn mapping_progress(&self, connection_id: &str) -> StoreResult<(u64, u64)>;
     /// How many members a group has, without reading them.
     async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64>;
 

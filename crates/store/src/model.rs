@@ -49,6 +49,9 @@ pub struct Connection {
     pub scim_api_key_expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Bumped whenever the mapping changes (custom mapping or identity provider preset); users
+    /// mapped with an older generation are recomputed in the background.
+    pub mapping_generation: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,12 +162,22 @@ pub struct IndexedFields {
     pub emails: Vec<String>,
 }
 
+/// A user as the app's mapping saw it, and the mapping generation that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub generation: i64,
+    pub value: Value,
+}
+
 /// A write of a resource's body: the body excludes `id`, `meta` and, for groups, `members`.
 #[derive(Debug, Clone)]
 pub struct ResourceWrite {
     pub body: Value,
     pub indexed: IndexedFields,
     pub members: Vec<MemberOp>,
+    /// For users: the mapped view of the new body. `None` leaves the user for the background
+    /// recompute.
+    pub mapped: Option<MappedRecord>,
 }
 
 /// A resource as stored, with the server-owned fields.
@@ -180,6 +193,8 @@ pub struct StoredResource {
     pub members: Option<Vec<Member>>,
     /// For users, the groups that list them directly; loaded when asked for.
     pub groups: Option<Vec<Member>>,
+    /// For users, the stored mapped view, whatever its generation.
+    pub mapped: Option<MappedRecord>,
 }
 
 /// What a write did to a group's membership (members actually added and removed).

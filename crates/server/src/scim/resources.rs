@@ -199,6 +199,7 @@ async fn create(
         indexed: indexed_fields(kind, &resource),
         body: resource,
         members,
+        mapped: None,
     };
     let outcome = state
         .store
@@ -300,6 +301,7 @@ async fn replace(
         indexed: indexed_fields(kind, &resource),
         body: resource,
         members,
+        mapped: None,
     };
     let expected = headers.get(header::IF_MATCH).map(|_| current.version);
     let outcome = state
@@ -447,6 +449,7 @@ async fn patch(
             indexed: indexed_fields(kind, &new_body),
             body: new_body,
             members: ops,
+            mapped: None,
         };
         match state
             .store

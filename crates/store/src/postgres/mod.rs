@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::model::*;
 use crate::paging::{page_in_memory, Cursor};
 use crate::plan::{fold, from_micros, micros, Indexed, Plan};
-use crate::{ListQuery, Page, PageStart, Store, StoreError, StoreResult};
+use crate::{ListQuery, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -66,7 +66,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 const CONNECTION_COLUMNS: &str = "c.id, c.customer_id, c.display_name, c.identity_provider, \
-    c.status, c.strict_members, c.custom_mapping, c.created_at, c.updated_at, \
+    c.status, c.strict_members, c.custom_mapping, c.created_at, c.updated_at, c.mapping_generation, \
     (SELECT k.expires_at FROM scim_keys k WHERE k.connection_id = c.id AND k.replaced_at IS NULL \
      ORDER BY k.created_at DESC LIMIT 1) AS key_expires_at";
 
@@ -87,10 +87,12 @@ fn connection_from_row(row: &PgRow) -> StoreResult<Connection> {
         scim_api_key_expires_at: opt_time(row.try_get("key_expires_at")?),
         created_at: from_micros(row.try_get("created_at")?),
         updated_at: from_micros(row.try_get("updated_at")?),
+        mapping_generation: row.try_get("mapping_generation")?,
     })
 }
 
-const RESOURCE_COLUMNS: &str = "seq, id, kind, version, created_at, last_modified, body";
+const RESOURCE_COLUMNS: &str =
+    "seq, id, kind, version, created_at, last_modified, body, mapped, mapped_generation";
 
 fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
     let kind: String = row.try_get("kind")?;
@@ -105,7 +107,17 @@ fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
             .map_err(|e| StoreError::Corrupt(format!("resource body: {e}")))?,
         members: None,
         groups: None,
+        mapped: None,
     };
+    let mut resource = resource;
+    let mapped: Option<String> = row.try_get("mapped")?;
+    if let Some(text) = mapped {
+        resource.mapped = Some(MappedRecord {
+            generation: row.try_get("mapped_generation")?,
+            value: serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("mapped: {e}")))?,
+        });
+    }
     Ok((row.try_get("seq")?, resource))
 }
 
@@ -244,6 +256,15 @@ impl PgStore {
                     }
                 }
             }
+        }
+        // Roles come from groups: members that came or went need their mapping recomputed.
+        let touched = delta.added.iter().map(|m| &m.id).chain(&delta.removed);
+        for member_id in touched {
+            sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id = $2")
+                .bind(connection_id)
+                .bind(member_id)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(delta)
     }
@@ -401,6 +422,8 @@ impl Store for PgStore {
         let mut qb: QueryBuilder<'_, Postgres> =
             QueryBuilder::new("UPDATE connections SET updated_at = ");
         qb.push_bind(micros(now()));
+        // A new mapping or preset makes every stored mapped user stale.
+        let remap = update.custom_mapping.is_some() || update.identity_provider.is_some();
         if let Some(name) = update.display_name {
             qb.push(", display_name = ").push_bind(name);
         }
@@ -412,6 +435,9 @@ impl Store for PgStore {
         }
         if let Some(strict) = update.strict_members {
             qb.push(", strict_members = ").push_bind(strict);
+        }
+        if remap {
+            qb.push(", mapping_generation = mapping_generation + 1");
         }
         if let Some(mapping) = update.custom_mapping {
             qb.push(", custom_mapping = ")
@@ -598,8 +624,8 @@ impl Store for PgStore {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9) RETURNING seq",
+            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11) RETURNING seq",
         )
         .bind(connection_id)
         .bind(kind.as_str())
@@ -610,6 +636,8 @@ impl Store for PgStore {
         .bind(at)
         .bind(at)
         .bind(write.body.to_string())
+        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
         .fetch_one(&mut *tx)
         .await;
         let seq: i64 = match inserted {
@@ -636,6 +664,7 @@ impl Store for PgStore {
             body: write.body,
             members,
             groups: (kind == Kind::User).then(Vec::new),
+            mapped: write.mapped,
         };
         Ok(WriteOutcome {
             resource,
@@ -696,13 +725,15 @@ impl Store for PgStore {
             }
         }
         let updated = sqlx::query(
-            "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5 WHERE seq = $6",
+            "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5, mapped = $6, mapped_generation = $7, mapping_lease_until = NULL WHERE seq = $8",
         )
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
         .bind(write.indexed.active)
         .bind(at)
         .bind(write.body.to_string())
+        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
         .bind(seq)
         .execute(&mut *tx)
         .await;
@@ -725,6 +756,7 @@ impl Store for PgStore {
             body: write.body,
             members: None,
             groups: None,
+            mapped: write.mapped,
         };
         Ok(WriteOutcome {
             resource,
@@ -762,6 +794,11 @@ impl Store for PgStore {
         sqlx::query("DELETE FROM memberships WHERE connection_id = $1 AND member_id = $2")
             .bind(connection_id)
             .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2)")
+            .bind(connection_id)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM memberships WHERE group_seq = $1")
@@ -875,6 +912,74 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn claim_stale_users(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<StaleUser>> {
+        let now = micros(now());
+        let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) ORDER BY r.seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, {RESOURCE_COLUMNS}"))
+            .bind(until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stale = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let connection_id: String = row.try_get("connection_id")?;
+            let (_, mut resource) = resource_from_row(row)?;
+            resource.groups = Some(load_groups_of(&self.pool, &connection_id, &resource.id).await?);
+            stale.push(StaleUser {
+                connection_id,
+                resource,
+            });
+        }
+        Ok(stale)
+    }
+
+    async fn save_mapped(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        version: i64,
+        record: MappedRecord,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE resources SET mapped = $1, mapped_generation = $2, mapping_lease_until = NULL WHERE connection_id = $3 AND kind = 'User' AND id = $4 AND version = $5")
+            .bind(record.value.to_string())
+            .bind(record.generation)
+            .bind(connection_id)
+            .bind(user_id)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_group_members_stale(
+        &self,
+        connection_id: &str,
+        group_id: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
+            .bind(connection_id)
+            .bind(connection_id)
+            .bind(group_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mapping_progress(&self, connection_id: &str) -> StoreResult<(u64, u64)> {
+        let row = sqlx::query("SELECT count(*) AS total, coalesce(sum(CASE WHEN r.mapped_generation >= c.mapping_generation THEN 1 ELSE 0 END), 0)::BIGINT AS current FROM resources r JOIN connections c ON c.id = r.connection_id WHERE r.connection_id = $1 AND r.kind = 'User'")
+            .bind(connection_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let total: i64 = row.try_get("total")?;
+        let current: i64 = row.try_get("current")?;
+        Ok((total as u64, current as u64))
     }
 
     async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64> {

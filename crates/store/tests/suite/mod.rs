@@ -33,6 +33,7 @@ pub fn user(name: &str, email: &str) -> ResourceWrite {
             emails: vec![email.to_owned()],
         },
         members: vec![],
+        mapped: None,
     }
 }
 
@@ -44,6 +45,7 @@ pub fn group(name: &str, members: Vec<MemberOp>) -> ResourceWrite {
             ..IndexedFields::default()
         },
         members,
+        mapped: None,
     }
 }
 
@@ -827,6 +829,147 @@ pub async fn request_log_keeps_the_newest(store: &dyn Store) {
     assert_eq!(recent[9].request_id, "req-5");
 }
 
+pub async fn mapping_generations_and_leases(store: &dyn Store) {
+    let (a, ka) = new_connection("mapping");
+    store
+        .create_connection(a.clone(), ka)
+        .await
+        .expect("create");
+    for i in 0..3 {
+        store
+            .create_resource(
+                &a.id,
+                Kind::User,
+                &format!("u{i}"),
+                user(&format!("m{i}"), "m@x"),
+            )
+            .await
+            .expect("user");
+    }
+    let fresh = store
+        .resource(&a.id, Kind::User, "u0", Load::default())
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!(fresh.mapped, None);
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0)
+    );
+
+    let lease = std::time::Duration::from_secs(30);
+    let claimed = store.claim_stale_users(10, lease).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed
+        .iter()
+        .all(|c| c.connection_id == a.id && c.resource.groups.is_some()));
+    assert!(
+        store
+            .claim_stale_users(10, lease)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased users are not handed out twice"
+    );
+
+    let record = |generation| MappedRecord {
+        generation,
+        value: json!({"properties": {"email": "m@x"}}),
+    };
+    store
+        .save_mapped(&a.id, "u0", 1, record(1))
+        .await
+        .expect("save");
+    store
+        .save_mapped(&a.id, "u1", 99, record(1))
+        .await
+        .expect("a stale version is ignored");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 1)
+    );
+    let saved = store
+        .resource(&a.id, Kind::User, "u0", Load::default())
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!(saved.mapped, Some(record(1)));
+
+    let quick = store
+        .claim_stale_users(10, std::time::Duration::ZERO)
+        .await
+        .expect("claim");
+    assert!(quick.is_empty(), "u1 and u2 are still leased for 30 s");
+
+    let connection = store
+        .update_connection(
+            &a.id,
+            ConnectionUpdate {
+                custom_mapping: Some(Some(json!({}))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        connection.mapping_generation, 2,
+        "a new mapping is a new generation"
+    );
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0)
+    );
+    store
+        .save_mapped(&a.id, "u0", 1, record(2))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 1)
+    );
+
+    store
+        .create_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            group("G", vec![MemberOp::Add(member("u0"))]),
+        )
+        .await
+        .expect("group");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0),
+        "joining a group may change roles"
+    );
+    store
+        .save_mapped(&a.id, "u0", 1, record(2))
+        .await
+        .expect("save");
+    store
+        .mark_group_members_stale(&a.id, "g")
+        .await
+        .expect("stale");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0)
+    );
+    store
+        .save_mapped(&a.id, "u0", 1, record(2))
+        .await
+        .expect("save");
+    store
+        .delete_resource(&a.id, Kind::Group, "g", None)
+        .await
+        .expect("delete group");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0),
+        "losing a group may change roles"
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -839,7 +982,8 @@ macro_rules! store_suite {
             memberships_are_rows,
             lists_filter_sort_and_page,
             cursor_walks_never_skip_or_repeat,
-            request_log_keeps_the_newest
+            request_log_keeps_the_newest,
+            mapping_generations_and_leases
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
