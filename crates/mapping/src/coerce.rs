@@ -12,7 +12,7 @@
 //! | `string_array` | an array of strings (complex items give their `value`); a single string becomes one item |
 //! | `json` | anything |
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -21,7 +21,7 @@ use time::{Date, OffsetDateTime, PrimitiveDateTime};
 use crate::spec::DataType;
 
 /// Why a field has no value, or not the one sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningCode {
     Missing,

@@ -3,7 +3,7 @@
 
 use scimgate_protocol::registry::Container;
 use scimgate_protocol::{PatchPath, ResourceSchemas};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::coerce::{coerce, Coerced, WarningCode};
@@ -11,7 +11,7 @@ use crate::presets::preset;
 use crate::spec::{CustomMapping, FieldMapping, GroupRole, Unmapped};
 
 /// Something the app should know about a mapped field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     pub field: String,
     pub code: WarningCode,
@@ -26,7 +26,7 @@ pub struct GroupRef {
 }
 
 /// The app's view of one user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapped {
     /// The value of `user_id_attribute`: the app's stable key for this user.
     pub user_key: Option<String>,

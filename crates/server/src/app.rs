@@ -103,6 +103,7 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     log_writer: tokio::task::JoinHandle<()>,
+    mapping_worker: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -123,10 +124,12 @@ impl Server {
             patch_response_member_limit: settings.patch_response_member_limit,
         });
         ops::prometheus();
+        let mapping_worker = crate::mapping_worker::start(state.clone());
         Ok(Server {
             listener,
             app: router(state, settings.max_body_bytes),
             log_writer,
+            mapping_worker,
         })
     }
 
@@ -143,8 +146,11 @@ impl Server {
         axum::serve(self.listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await?;
-        // The router (and with it the last sender of the request log) is gone: the writer
-        // drains its queue and ends.
+        // A batch cut short leaves its users leased; the lease lapses and another run maps them.
+        self.mapping_worker.abort();
+        let _ = self.mapping_worker.await;
+        // The router and the worker (and with them the last senders of the request log) are
+        // gone: the writer drains its queue and ends.
         let _ = self.log_writer.await;
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod management;
+pub mod mapping_worker;
 pub mod ops;
 pub mod request_log;
 pub mod scim;

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
+use scimgate_store::{Kind, Load};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Value {
@@ -310,7 +311,124 @@ async fn groups_members_and_the_preview(backend: Backend) {
     assert_eq!(fields, ["custom_mapping.default_role", "limit"]);
 }
 
+async fn wait_until_mapped(server: &TestServer, connection_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, connection) = get(server, &format!("/v1/connections/{connection_id}")).await;
+        if connection["mapping_status"]["state"] == "up_to_date" {
+            return connection;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recompute did not finish: {connection}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn mapped_users_are_stored_and_recomputed_after_changes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mapping = json!({"group_role_mappings": [{"group": "Admins", "role": "admin"}], "default_role": "member"});
+    let c = server.create_connection(json!({"customer_id": "stored", "identity_provider": "okta", "custom_mapping": mapping})).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (_, u) = c.post("/Users", user(&format!("s{i}@acme.com"))).await;
+        ids.push(u["id"].as_str().expect("id").to_owned());
+    }
+    let (_, admins) = c.post("/Groups", common::group("Admins", &[&ids[0]])).await;
+    let gid = admins["id"].as_str().expect("id").to_owned();
+
+    let connection = wait_until_mapped(&server, &c.id).await;
+    assert_eq!(connection["mapping_status"]["users"], 30);
+    assert_eq!(connection["mapping_status"]["users_mapped"], 30);
+    let store = server.database.open().await;
+    let stored = store
+        .resource(&c.id, Kind::User, &ids[0], Load::default())
+        .await
+        .expect("read")
+        .expect("user");
+    let record = stored.mapped.expect("the mapped view is stored");
+    assert_eq!(record.generation, 1);
+    assert_eq!(record.value["roles"], json!(["admin"]));
+    assert_eq!(record.value["properties"]["email"], "s0@acme.com");
+
+    // A new mapping: every user is recomputed in the background. A worker that dies holding a
+    // lease (simulated here) delays its users only until the lease lapses.
+    let response = server
+        .mgmt(Method::PATCH, &format!("/v1/connections/{}", c.id))
+        .json(&json!({"custom_mapping": {"group_role_mappings": [{"group": "Admins", "role": "owner"}], "default_role": "viewer"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let abandoned = store
+        .claim_stale_users(10, std::time::Duration::from_secs(1))
+        .await
+        .expect("claim");
+    let (_, reading) = get(
+        &server,
+        &format!("/v1/connections/{}/users/{}", c.id, ids[5]),
+    )
+    .await;
+    assert_eq!(
+        reading["roles"],
+        json!(["viewer"]),
+        "reads are current even before the recompute reaches a user"
+    );
+    wait_until_mapped(&server, &c.id).await;
+    for stale in abandoned {
+        let user = store
+            .resource(&c.id, Kind::User, &stale.resource.id, Load::default())
+            .await
+            .expect("read")
+            .expect("user");
+        assert_eq!(
+            user.mapped.expect("mapped").generation,
+            2,
+            "abandoned leases are picked up again"
+        );
+    }
+    let user5 = store
+        .resource(&c.id, Kind::User, &ids[5], Load::default())
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(
+        user5.mapped.expect("mapped").value["roles"],
+        json!(["viewer"])
+    );
+    let user0 = store
+        .resource(&c.id, Kind::User, &ids[0], Load::default())
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(
+        user0.mapped.expect("mapped").value["roles"],
+        json!(["owner"])
+    );
+
+    // Renaming the group changes what the rules match: its members are recomputed.
+    let (status, _) = c
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "replace", "path": "displayName", "value": "Owners"}]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_until_mapped(&server, &c.id).await;
+    let user0 = store
+        .resource(&c.id, Kind::User, &ids[0], Load::default())
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(
+        user0.mapped.expect("mapped").value["roles"],
+        json!(["viewer"])
+    );
+}
+
 on_both_backends!(
     directory_reads_users_through_the_mapping,
-    groups_members_and_the_preview
+    groups_members_and_the_preview,
+    mapped_users_are_stored_and_recomputed_after_changes,
 );

@@ -34,6 +34,31 @@ pub const IDENTITY_PROVIDERS: &[&str] = &[
     "ping",
 ];
 
+/// How far the stored mapped users are behind the connection's current mapping.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MappingStatus {
+    /// `up_to_date`, or `recomputing` while the background recompute runs.
+    pub state: String,
+    pub users: u64,
+    /// Users whose stored view comes from the current mapping. Reads are always current: a
+    /// user not yet recomputed is mapped when read.
+    pub users_mapped: u64,
+}
+
+async fn mapping_status(state: &AppState, connection_id: &str) -> Result<MappingStatus, ApiError> {
+    let (users, users_mapped) = state.store.mapping_progress(connection_id).await?;
+    let state = if users_mapped >= users {
+        "up_to_date"
+    } else {
+        "recomputing"
+    };
+    Ok(MappingStatus {
+        state: state.to_owned(),
+        users,
+        users_mapped,
+    })
+}
+
 /// A SCIM connection as the management API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionView {
@@ -53,6 +78,9 @@ pub struct ConnectionView {
     /// provider's preset applies.
     #[schema(value_type = Option<Object>)]
     pub custom_mapping: Option<Value>,
+    /// Only on a single connection (GET, PATCH).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_status: Option<MappingStatus>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -88,6 +116,7 @@ impl ConnectionView {
                 .scim_api_key_expires_at
                 .map(OffsetDateTime::unix_timestamp),
             custom_mapping: c.custom_mapping.clone(),
+            mapping_status: None,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }
@@ -334,7 +363,9 @@ pub async fn fetch(
         .connection(&id)
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
-    Ok(Json(ConnectionView::new(&state, &connection)))
+    let mut view = ConnectionView::new(&state, &connection);
+    view.mapping_status = Some(mapping_status(&state, &connection.id).await?);
+    Ok(Json(view))
 }
 
 #[utoipa::path(
@@ -439,7 +470,9 @@ pub async fn update(
         .update_connection(&id, update)
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
-    Ok(Json(ConnectionView::new(&state, &connection)))
+    let mut view = ConnectionView::new(&state, &connection);
+    view.mapping_status = Some(mapping_status(&state, &connection.id).await?);
+    Ok(Json(view))
 }
 
 #[utoipa::path(

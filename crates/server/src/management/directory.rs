@@ -8,9 +8,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use scimgate_mapping::{validate, GroupRef, Mapping, Warning};
+use scimgate_mapping::{validate, GroupRef, Mapped, Mapping, Warning};
 use scimgate_protocol::{Filter, Projection};
-use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, StoredResource};
+use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, StoreResult, StoredResource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -152,28 +152,37 @@ async fn connection(state: &AppState, id: &str) -> Result<Connection, ApiError> 
         .ok_or(ApiError::NotFound("connection"))
 }
 
-/// Builds user views, looking each group up once for the role rules.
-struct Viewer<'a> {
+/// Builds user views: the stored mapped view when it is current, else computed now, looking
+/// each group up once for the role rules.
+pub(crate) struct Viewer<'a> {
     state: &'a AppState,
     connection: &'a Connection,
     mapping: Mapping,
+    /// Compute even when a current stored view exists (previews, the recompute itself).
+    fresh: bool,
     base_url: String,
     groups: HashMap<String, GroupRef>,
 }
 
 impl<'a> Viewer<'a> {
-    fn new(state: &'a AppState, connection: &'a Connection, mapping: Mapping) -> Self {
+    pub(crate) fn new(
+        state: &'a AppState,
+        connection: &'a Connection,
+        mapping: Mapping,
+        fresh: bool,
+    ) -> Self {
         let base_url = format!("{}/scim/v2/{}", state.public_url, connection.id);
         Viewer {
             state,
             connection,
             mapping,
+            fresh,
             base_url,
             groups: HashMap::new(),
         }
     }
 
-    async fn group_ref(&mut self, id: &str) -> Result<GroupRef, ApiError> {
+    async fn group_ref(&mut self, id: &str) -> StoreResult<GroupRef> {
         if let Some(found) = self.groups.get(id) {
             return Ok(found.clone());
         }
@@ -194,21 +203,41 @@ impl<'a> Viewer<'a> {
         Ok(found)
     }
 
+    fn scim(&self, user: &StoredResource) -> Value {
+        Projection::default().apply(&to_scim(user, &self.base_url), &self.state.view(Kind::User))
+    }
+
+    /// The user's mapped view. `user.groups` must be loaded when the mapping has role rules.
+    pub(crate) async fn mapped(&mut self, user: &StoredResource) -> StoreResult<Mapped> {
+        if !self.fresh {
+            let stored = user
+                .mapped
+                .as_ref()
+                .filter(|m| m.generation == self.connection.mapping_generation);
+            if let Some(mapped) =
+                stored.and_then(|m| serde_json::from_value::<Mapped>(m.value.clone()).ok())
+            {
+                return Ok(mapped);
+            }
+        }
+        let mut refs = Vec::new();
+        if self.mapping.uses_groups() {
+            for m in user.groups.clone().unwrap_or_default() {
+                refs.push(self.group_ref(&m.id).await?);
+            }
+        }
+        Ok(self
+            .mapping
+            .apply(&self.scim(user), &refs, &self.state.view(Kind::User)))
+    }
+
     async fn view(
         &mut self,
         user: &StoredResource,
         include_raw: bool,
     ) -> Result<UserView, ApiError> {
-        let rs = self.state.view(Kind::User);
-        let scim = Projection::default().apply(&to_scim(user, &self.base_url), &rs);
+        let mapped = self.mapped(user).await?;
         let memberships = user.groups.clone().unwrap_or_default();
-        let mut refs = Vec::with_capacity(memberships.len());
-        if self.mapping.uses_groups() {
-            for m in &memberships {
-                refs.push(self.group_ref(&m.id).await?);
-            }
-        }
-        let mapped = self.mapping.apply(&scim, &refs, &rs);
         let active = user.body["active"].as_bool().unwrap_or(true);
         let property = |name: &str| mapped.properties.get(name).cloned();
         Ok(UserView {
@@ -236,7 +265,7 @@ impl<'a> Viewer<'a> {
             warnings: mapped.warnings,
             created_at: rfc3339(user.created),
             updated_at: rfc3339(user.last_modified),
-            raw: include_raw.then(|| self.mapping.raw_view(&scim)),
+            raw: include_raw.then(|| self.mapping.raw_view(&self.scim(user))),
         })
     }
 }
@@ -334,7 +363,7 @@ pub async fn list_users(
     let include_raw = query
         .get("include")
         .is_some_and(|i| i.split(',').any(|x| x == "raw"));
-    let mut viewer = Viewer::new(&state, &connection, mapping_of(&state, &connection));
+    let mut viewer = Viewer::new(&state, &connection, mapping_of(&state, &connection), false);
     let mut users = Vec::with_capacity(page.resources.len());
     for user in &page.resources {
         users.push(viewer.view(user, include_raw).await?);
@@ -373,7 +402,7 @@ pub async fn get_user(
     let include_raw = query
         .get("include")
         .is_some_and(|i| i.split(',').any(|x| x == "raw"));
-    let mut viewer = Viewer::new(&state, &connection, mapping_of(&state, &connection));
+    let mut viewer = Viewer::new(&state, &connection, mapping_of(&state, &connection), false);
     Ok(Json(viewer.view(&user, include_raw).await?))
 }
 
@@ -541,7 +570,7 @@ pub async fn preview(
         .as_ref()
         .and_then(|m| validate(m, &state.view(Kind::User)).ok());
     let mapping = Mapping::effective(&connection.identity_provider, custom.as_ref());
-    let mut viewer = Viewer::new(&state, &connection, mapping);
+    let mut viewer = Viewer::new(&state, &connection, mapping, true);
     let rs = state.view(Kind::User);
     let mut users = Vec::new();
     let mut summary = PreviewSummary {

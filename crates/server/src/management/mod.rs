@@ -1,7 +1,7 @@
 //! The app-facing management API at `/v1`, authenticated with an integration key.
 
 mod connections;
-mod directory;
+pub(crate) mod directory;
 pub mod error;
 
 use std::sync::Arc;

@@ -304,10 +304,17 @@ async fn replace(
         mapped: None,
     };
     let expected = headers.get(header::IF_MATCH).map(|_| current.version);
+    let renamed = kind == Kind::Group && identity_changed(&current.body, &write.body);
     let outcome = state
         .store
         .update_resource(&ctx.connection.id, kind, id, expected, write)
         .await?;
+    if renamed {
+        state
+            .store
+            .mark_group_members_stale(&ctx.connection.id, id)
+            .await?;
+    }
     let stored = as_written(
         state,
         ctx,
@@ -323,6 +330,11 @@ async fn replace(
         &projection,
         warnings,
     ))
+}
+
+/// Whether a group changed what role rules match it by (its displayName or externalId).
+fn identity_changed(old: &Value, new: &Value) -> bool {
+    old["displayName"] != new["displayName"] || old["externalId"] != new["externalId"]
 }
 
 /// The resource as this write left it: its body and version from the write itself (a later
@@ -445,6 +457,7 @@ async fn patch(
                 warnings,
             ));
         };
+        let renamed = kind == Kind::Group && identity_changed(&current.body, &new_body);
         let write = ResourceWrite {
             indexed: indexed_fields(kind, &new_body),
             body: new_body,
@@ -457,6 +470,12 @@ async fn patch(
             .await
         {
             Ok(outcome) => {
+                if renamed {
+                    state
+                        .store
+                        .mark_group_members_stale(&ctx.connection.id, id)
+                        .await?;
+                }
                 let mut load = load_for(state, kind, &projection);
                 if load.members {
                     let count = state.store.member_count(&ctx.connection.id, id).await?;

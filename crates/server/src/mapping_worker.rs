@@ -1,0 +1,66 @@
+//! Brings every user's stored mapped view up to its connection's mapping generation: after a
+//! mapping change, a membership change or a group rename. Every instance runs one; users are
+//! leased in batches (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), so no user is mapped twice
+//! at once, and the work resumes after a restart because it is driven by the stored generations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scimgate_store::{Connection, MappedRecord, StoreResult};
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::management::directory::{mapping_of, Viewer};
+
+const BATCH: u32 = 200;
+/// Longer than a batch takes, so a lease only lapses when its worker died.
+const LEASE: Duration = Duration::from_secs(60);
+const IDLE: Duration = Duration::from_millis(500);
+
+pub fn start(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match run_batch(&state).await {
+                Ok(0) => tokio::time::sleep(IDLE).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "mapping recompute batch failed; retrying");
+                    tokio::time::sleep(IDLE * 4).await;
+                }
+            }
+        }
+    })
+}
+
+/// Maps one batch of stale users; returns how many it took.
+pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
+    let stale = state.store.claim_stale_users(BATCH, LEASE).await?;
+    let mut connections: HashMap<String, Option<Connection>> = HashMap::new();
+    for user in &stale {
+        if !connections.contains_key(&user.connection_id) {
+            let connection = state.store.connection(&user.connection_id).await?;
+            connections.insert(user.connection_id.clone(), connection);
+        }
+        let Some(Some(connection)) = connections.get(&user.connection_id) else {
+            continue;
+        };
+        let mut viewer = Viewer::new(state, connection, mapping_of(state, connection), true);
+        let mapped = viewer.mapped(&user.resource).await?;
+        let value = serde_json::to_value(&mapped).unwrap_or_default();
+        let record = MappedRecord {
+            generation: connection.mapping_generation,
+            value,
+        };
+        state
+            .store
+            .save_mapped(
+                &connection.id,
+                &user.resource.id,
+                user.resource.version,
+                record,
+            )
+            .await?;
+    }
+    Ok(stale.len())
+}
