@@ -50,6 +50,8 @@ pub struct AppState {
     pub scim_rate_limit: ScimRateLimit,
     /// Groups with more members than this answer PATCH without `members`.
     pub patch_response_member_limit: u64,
+    /// How long users deleted through SCIM stay readable in the directory API.
+    pub deleted_user_retention: time::Duration,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub scim_rate_limit: u32,
     pub patch_response_member_limit: u64,
+    pub deleted_user_retention_days: u32,
 }
 
 async fn fallback(request: Request) -> Response {
@@ -103,7 +106,8 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     log_writer: tokio::task::JoinHandle<()>,
-    mapping_worker: tokio::task::JoinHandle<()>,
+    /// The mapping recompute and retention tasks.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -122,14 +126,18 @@ impl Server {
             request_log,
             scim_rate_limit: ScimRateLimit::per_second(settings.scim_rate_limit),
             patch_response_member_limit: settings.patch_response_member_limit,
+            deleted_user_retention: time::Duration::days(i64::from(
+                settings.deleted_user_retention_days,
+            )),
         });
         ops::prometheus();
         let mapping_worker = crate::mapping_worker::start(state.clone());
+        let retention = crate::retention::start(state.clone());
         Ok(Server {
             listener,
             app: router(state, settings.max_body_bytes),
             log_writer,
-            mapping_worker,
+            background: vec![mapping_worker, retention],
         })
     }
 
@@ -146,9 +154,12 @@ impl Server {
         axum::serve(self.listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await?;
-        // A batch cut short leaves its users leased; the lease lapses and another run maps them.
-        self.mapping_worker.abort();
-        let _ = self.mapping_worker.await;
+        // A recompute batch cut short leaves its users leased; the lease lapses and another
+        // run maps them.
+        for task in self.background {
+            task.abort();
+            let _ = task.await;
+        }
         // The router and the worker (and with them the last senders of the request log) are
         // gone: the writer drains its queue and ends.
         let _ = self.log_writer.await;

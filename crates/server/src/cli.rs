@@ -58,6 +58,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         max_body_bytes: args.max_body_bytes,
         scim_rate_limit: args.scim_rate_limit,
         patch_response_member_limit: args.patch_response_member_limit,
+        deleted_user_retention_days: args.deleted_user_retention_days,
     };
     let server = Server::bind(store, args.listen, settings).await?;
     tracing::info!(address = %server.local_addr()?, public_url = %args.public_url(), "scimgate is listening");

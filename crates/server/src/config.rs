@@ -96,6 +96,13 @@ pub struct ServeArgs {
         default_value_t = 5000
     )]
     pub patch_response_member_limit: u64,
+    /// Days a user deleted through SCIM stays readable (state `deleted`) in the directory API.
+    #[arg(
+        long,
+        env = "SCIMGATE_DELETED_USER_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub deleted_user_retention_days: u32,
 }
 
 impl ServeArgs {

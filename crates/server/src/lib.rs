@@ -10,5 +10,6 @@ pub mod management;
 pub mod mapping_worker;
 pub mod ops;
 pub mod request_log;
+pub mod retention;
 pub mod scim;
 pub mod secrets;

@@ -185,6 +185,39 @@ async fn directory_reads_users_through_the_mapping(backend: Backend) {
     assert_ne!(first["users"][0]["user_id"], second["users"][0]["user_id"]);
     assert!(second.get("next_cursor").is_none());
 
+    // A user deleted through SCIM stays readable here, as deleted.
+    let (_, doomed) = entra
+        .post("/Users", common::user("doomed@contoso.com"))
+        .await;
+    let doomed_id = doomed["id"].as_str().expect("id").to_owned();
+    assert_eq!(entra.delete(&format!("/Users/{doomed_id}")).await.0, 204);
+    assert_eq!(entra.get(&format!("/Users/{doomed_id}")).await.0, 404);
+    let (status, deleted) = get(
+        &server,
+        &format!("/v1/connections/{}/users/{doomed_id}", entra.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(deleted["state"], "deleted");
+    let (_, all) = get(
+        &server,
+        &format!("/v1/connections/{}/users?limit=100", entra.id),
+    )
+    .await;
+    assert!(all["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .any(|u| u["state"] == "deleted"));
+    assert_eq!(
+        entra
+            .post("/Users", common::user("doomed@contoso.com"))
+            .await
+            .0,
+        201,
+        "its userName is free again"
+    );
+
     // A new mapping applies to every read at once.
     let response = server
         .mgmt(Method::PATCH, &format!("/v1/connections/{}", entra.id))

@@ -112,6 +112,7 @@ fn members(c: &mut Criterion) {
                     Load {
                         members: true,
                         groups: false,
+                        deleted: false,
                     },
                 ))
                 .expect("read")

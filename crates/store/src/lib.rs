@@ -138,7 +138,8 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<i64>,
         write: ResourceWrite,
     ) -> StoreResult<WriteOutcome>;
-    /// Deletes the resource and every membership that names it.
+    /// Deletes the resource and every membership that names it. A user is kept, invisible to
+    /// SCIM and with its userName free, for the directory API until [`Store::prune_deleted`].
     async fn delete_resource(
         &self,
         connection_id: &str,
@@ -184,6 +185,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// `(users, users mapped with the connection's current generation)`.
     async fn mapping_progress(&self, connection_id: &str) -> StoreResult<(u64, u64)>;
+    /// Removes users deleted through SCIM before `before`; returns how many.
+    async fn prune_deleted(&self, before: OffsetDateTime) -> StoreResult<u64>;
     /// How many members a group has, without reading them.
     async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64>;
 

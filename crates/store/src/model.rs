@@ -195,6 +195,8 @@ pub struct StoredResource {
     pub groups: Option<Vec<Member>>,
     /// For users, the stored mapped view, whatever its generation.
     pub mapped: Option<MappedRecord>,
+    /// When the user was deleted through SCIM; only seen with [`Load::deleted`].
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// What a write did to a group's membership (members actually added and removed).
@@ -237,6 +239,8 @@ pub struct WriteOutcome {
 pub struct Load {
     pub members: bool,
     pub groups: bool,
+    /// Also users deleted through SCIM whose retention has not ended (the directory API).
+    pub deleted: bool,
 }
 
 /// One SCIM request as the request log keeps it: no bodies, no secrets.

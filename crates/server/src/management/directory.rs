@@ -43,7 +43,7 @@ pub struct UserView {
     pub family_name: Option<Value>,
     pub display_name: Option<Value>,
     pub active: bool,
-    /// `active` or `inactive`.
+    /// `active`, `inactive`, or `deleted` (deleted through SCIM; kept for the retention period).
     pub state: String,
     pub groups: Vec<UserGroup>,
     pub roles: Vec<String>,
@@ -252,7 +252,12 @@ impl<'a> Viewer<'a> {
             family_name: property("family_name"),
             display_name: property("display_name"),
             active,
-            state: if active { "active" } else { "inactive" }.to_owned(),
+            state: match (user.deleted_at, active) {
+                (Some(_), _) => "deleted",
+                (None, true) => "active",
+                (None, false) => "inactive",
+            }
+            .to_owned(),
             groups: memberships
                 .iter()
                 .map(|m| UserGroup {
@@ -354,6 +359,7 @@ pub async fn list_users(
         load: Load {
             members: false,
             groups: true,
+            deleted: true,
         },
     };
     let page = state
@@ -395,6 +401,7 @@ pub async fn get_user(
             Load {
                 members: false,
                 groups: true,
+                deleted: true,
             },
         )
         .await?
@@ -495,6 +502,7 @@ pub async fn list_members(
             Load {
                 members: true,
                 groups: false,
+                deleted: false,
             },
         )
         .await?
@@ -588,6 +596,7 @@ pub async fn preview(
             load: Load {
                 members: false,
                 groups: true,
+                deleted: false,
             },
         };
         let page = state

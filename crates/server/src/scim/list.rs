@@ -142,6 +142,7 @@ pub async fn page(
     let load = Load {
         members: kind == Kind::Group && projection.includes_core("members", &rs),
         groups: kind == Kind::User && projection.includes_core("groups", &rs),
+        deleted: false,
     };
     let query = ListQuery {
         filter: filter.as_ref(),

@@ -112,6 +112,7 @@ fn load_for(state: &AppState, kind: Kind, projection: &Projection) -> Load {
     Load {
         members: kind == Kind::Group && projection.includes_core("members", &rs),
         groups: kind == Kind::User && projection.includes_core("groups", &rs),
+        deleted: false,
     }
 }
 
@@ -275,6 +276,7 @@ async fn replace(
         Load {
             members: kind == Kind::Group,
             groups: false,
+            deleted: false,
         },
     )
     .await?;
@@ -412,6 +414,7 @@ async fn plan_patch(
                 Load {
                     members: true,
                     groups: false,
+                    deleted: false,
                 },
             )
             .await?;

@@ -119,6 +119,7 @@ impl TestServer {
             max_body_bytes: options.max_body_bytes,
             scim_rate_limit: options.scim_rate_limit,
             patch_response_member_limit: options.patch_response_member_limit,
+            deleted_user_retention_days: 30,
         };
         // Bind first to learn the port, then give the server its public URL.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

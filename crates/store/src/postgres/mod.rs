@@ -92,7 +92,7 @@ fn connection_from_row(row: &PgRow) -> StoreResult<Connection> {
 }
 
 const RESOURCE_COLUMNS: &str =
-    "seq, id, kind, version, created_at, last_modified, body, mapped, mapped_generation";
+    "seq, id, kind, version, created_at, last_modified, body, mapped, mapped_generation, deleted_at";
 
 fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
     let kind: String = row.try_get("kind")?;
@@ -108,6 +108,7 @@ fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
         members: None,
         groups: None,
         mapped: None,
+        deleted_at: opt_time(row.try_get("deleted_at")?),
     };
     let mut resource = resource;
     let mapped: Option<String> = row.try_get("mapped")?;
@@ -307,6 +308,7 @@ impl PgStore {
         kind: Kind,
         plan: &Plan,
         select: &str,
+        include_deleted: bool,
     ) -> QueryBuilder<'a, Postgres> {
         let mut qb = QueryBuilder::new(format!(
             "SELECT {select} FROM resources WHERE connection_id = "
@@ -316,6 +318,9 @@ impl PgStore {
         // has statistics. `Kind::as_str` is one of two fixed words.
         qb.push_bind(connection_id.to_owned())
             .push(format!(" AND kind = '{}'", kind.as_str()));
+        if !include_deleted {
+            qb.push(" AND deleted_at IS NULL");
+        }
         for p in &plan.indexed {
             Self::push_indexed(&mut qb, p);
         }
@@ -665,6 +670,7 @@ impl Store for PgStore {
             members,
             groups: (kind == Kind::User).then(Vec::new),
             mapped: write.mapped,
+            deleted_at: None,
         };
         Ok(WriteOutcome {
             resource,
@@ -680,7 +686,8 @@ impl Store for PgStore {
         load: Load,
     ) -> StoreResult<Option<StoredResource>> {
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3"
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3{}",
+            if load.deleted { "" } else { " AND deleted_at IS NULL" }
         ))
         .bind(connection_id)
         .bind(kind.as_str())
@@ -705,7 +712,7 @@ impl Store for PgStore {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 FOR UPDATE"
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 AND deleted_at IS NULL FOR UPDATE"
         ))
         .bind(connection_id)
         .bind(kind.as_str())
@@ -757,6 +764,7 @@ impl Store for PgStore {
             members: None,
             groups: None,
             mapped: write.mapped,
+            deleted_at: None,
         };
         Ok(WriteOutcome {
             resource,
@@ -773,7 +781,7 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, version FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 FOR UPDATE",
+            "SELECT seq, version FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 AND deleted_at IS NULL FOR UPDATE",
         )
         .bind(connection_id)
         .bind(kind.as_str())
@@ -805,10 +813,24 @@ impl Store for PgStore {
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM resources WHERE seq = $1")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+        if kind == Kind::User {
+            let at = micros(now());
+            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE resources SET deleted_at = $1, last_modified = $2, version = version + 1, mapped_generation = 0 WHERE seq = $3")
+                .bind(at)
+                .bind(at)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM resources WHERE seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -823,11 +845,18 @@ impl Store for PgStore {
         let needs_related =
             |name: &str| query.filter.is_some_and(|f| crate::plan::mentions(f, name));
         if plan.exact && query.sort.is_none() {
-            let total: i64 = Self::base_query(connection_id, kind, &plan, "count(*)")
-                .build_query_scalar()
-                .fetch_one(&self.pool)
-                .await?;
-            let mut qb = Self::base_query(connection_id, kind, &plan, RESOURCE_COLUMNS);
+            let total: i64 =
+                Self::base_query(connection_id, kind, &plan, "count(*)", query.load.deleted)
+                    .build_query_scalar()
+                    .fetch_one(&self.pool)
+                    .await?;
+            let mut qb = Self::base_query(
+                connection_id,
+                kind,
+                &plan,
+                RESOURCE_COLUMNS,
+                query.load.deleted,
+            );
             let mut offset = 0u64;
             match &query.start {
                 PageStart::Index(i) => offset = i.saturating_sub(1),
@@ -864,12 +893,19 @@ impl Store for PgStore {
                 next_cursor,
             });
         }
-        let mut qb = Self::base_query(connection_id, kind, &plan, RESOURCE_COLUMNS);
+        let mut qb = Self::base_query(
+            connection_id,
+            kind,
+            &plan,
+            RESOURCE_COLUMNS,
+            query.load.deleted,
+        );
         qb.push(" ORDER BY seq");
         let rows = qb.build().fetch_all(&self.pool).await?;
         let load = Load {
             members: query.load.members || needs_related("members"),
             groups: query.load.groups || needs_related("groups"),
+            deleted: query.load.deleted,
         };
         let mut candidates = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -888,8 +924,9 @@ impl Store for PgStore {
     ) -> StoreResult<HashMap<String, Kind>> {
         let mut found = HashMap::new();
         for chunk in ids.chunks(500) {
-            let mut qb: QueryBuilder<'_, Postgres> =
-                QueryBuilder::new("SELECT id, kind FROM resources WHERE connection_id = ");
+            let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+                "SELECT id, kind FROM resources WHERE deleted_at IS NULL AND connection_id = ",
+            );
             qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
             let mut sep = qb.separated(", ");
             for id in chunk {
@@ -907,10 +944,12 @@ impl Store for PgStore {
     }
 
     async fn count_resources(&self, kind: Kind) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE kind = $1")
-            .bind(kind.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM resources WHERE kind = $1 AND deleted_at IS NULL",
+        )
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n as u64)
     }
 
@@ -921,7 +960,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<StaleUser>> {
         let now = micros(now());
         let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) ORDER BY r.seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, {RESOURCE_COLUMNS}"))
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) ORDER BY r.seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, {RESOURCE_COLUMNS}"))
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
@@ -973,13 +1012,22 @@ impl Store for PgStore {
     }
 
     async fn mapping_progress(&self, connection_id: &str) -> StoreResult<(u64, u64)> {
-        let row = sqlx::query("SELECT count(*) AS total, coalesce(sum(CASE WHEN r.mapped_generation >= c.mapping_generation THEN 1 ELSE 0 END), 0)::BIGINT AS current FROM resources r JOIN connections c ON c.id = r.connection_id WHERE r.connection_id = $1 AND r.kind = 'User'")
+        let row = sqlx::query("SELECT count(*) AS total, coalesce(sum(CASE WHEN r.mapped_generation >= c.mapping_generation THEN 1 ELSE 0 END), 0)::BIGINT AS current FROM resources r JOIN connections c ON c.id = r.connection_id WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_at IS NULL")
             .bind(connection_id)
             .fetch_one(&self.pool)
             .await?;
         let total: i64 = row.try_get("total")?;
         let current: i64 = row.try_get("current")?;
         Ok((total as u64, current as u64))
+    }
+
+    async fn prune_deleted(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM resources WHERE deleted_at IS NOT NULL AND deleted_at < $1")
+                .bind(micros(before))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 
     async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64> {

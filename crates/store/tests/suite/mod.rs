@@ -454,6 +454,7 @@ pub async fn memberships_are_rows(store: &dyn Store) {
             Load {
                 members: true,
                 groups: false,
+                deleted: false,
             },
         )
         .await
@@ -485,6 +486,7 @@ pub async fn memberships_are_rows(store: &dyn Store) {
             Load {
                 members: false,
                 groups: true,
+                deleted: false,
             },
         )
         .await
@@ -507,6 +509,7 @@ pub async fn memberships_are_rows(store: &dyn Store) {
             Load {
                 members: true,
                 groups: false,
+                deleted: false,
             },
         )
         .await
@@ -970,6 +973,145 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
     );
 }
 
+pub async fn deleted_users_stay_readable_until_pruned(store: &dyn Store) {
+    let (a, ka) = new_connection("deleted");
+    store
+        .create_connection(a.clone(), ka)
+        .await
+        .expect("create");
+    store
+        .create_resource(&a.id, Kind::User, "u1", user("gone", "gone@x"))
+        .await
+        .expect("user");
+    store
+        .create_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            group("G", vec![MemberOp::Add(member("u1"))]),
+        )
+        .await
+        .expect("group");
+    store
+        .delete_resource(&a.id, Kind::User, "u1", None)
+        .await
+        .expect("delete");
+
+    assert!(
+        store
+            .resource(&a.id, Kind::User, "u1", Load::default())
+            .await
+            .expect("get")
+            .is_none(),
+        "SCIM no longer sees it"
+    );
+    let kept = store
+        .resource(
+            &a.id,
+            Kind::User,
+            "u1",
+            Load {
+                deleted: true,
+                ..Load::default()
+            },
+        )
+        .await
+        .expect("get")
+        .expect("the directory still does");
+    assert!(kept.deleted_at.is_some());
+    assert_eq!(kept.version, 2, "deletion is a write");
+    assert!(matches!(
+        store.delete_resource(&a.id, Kind::User, "u1", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store
+        .existing_ids(&a.id, &["u1".into()])
+        .await
+        .expect("ids")
+        .is_empty());
+    assert_eq!(store.member_count(&a.id, "g").await.expect("count"), 0);
+
+    let registry = scimgate_protocol::SchemaRegistry::standard();
+    let users = registry.view("User").expect("User");
+    let by_email = Filter::parse(r#"emails.value eq "gone@x""#).expect("parses");
+    let visible = ListQuery {
+        filter: Some(&by_email),
+        schemas: &users,
+        sort: None,
+        start: PageStart::Index(1),
+        count: 10,
+        load: Load::default(),
+    };
+    assert_eq!(
+        store
+            .list_resources(&a.id, Kind::User, &visible)
+            .await
+            .expect("list")
+            .total_results,
+        0
+    );
+    let everything = ListQuery {
+        filter: None,
+        schemas: &users,
+        sort: None,
+        start: PageStart::Index(1),
+        count: 10,
+        load: Load {
+            deleted: true,
+            ..Load::default()
+        },
+    };
+    assert_eq!(
+        store
+            .list_resources(&a.id, Kind::User, &everything)
+            .await
+            .expect("list")
+            .total_results,
+        1
+    );
+
+    store
+        .create_resource(&a.id, Kind::User, "u2", user("GONE", "gone@x"))
+        .await
+        .expect("the userName is free again");
+
+    assert_eq!(
+        store
+            .prune_deleted(kept.deleted_at.expect("deleted") - time::Duration::seconds(1))
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_deleted(OffsetDateTime::now_utc() + time::Duration::seconds(1))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert!(store
+        .resource(
+            &a.id,
+            Kind::User,
+            "u1",
+            Load {
+                deleted: true,
+                ..Load::default()
+            }
+        )
+        .await
+        .expect("get")
+        .is_none());
+    assert!(
+        store
+            .resource(&a.id, Kind::User, "u2", Load::default())
+            .await
+            .expect("get")
+            .is_some(),
+        "live users are never pruned"
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -983,7 +1125,8 @@ macro_rules! store_suite {
             lists_filter_sort_and_page,
             cursor_walks_never_skip_or_repeat,
             request_log_keeps_the_newest,
-            mapping_generations_and_leases
+            mapping_generations_and_leases,
+            deleted_users_stay_readable_until_pruned
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
