@@ -258,9 +258,87 @@ async fn the_first_start_prints_an_integration_key_once(backend: Backend) {
     );
 }
 
+async fn mapping_status(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/connections/{id}"))
+        .bearer_auth(INTEGRATION_KEY)
+        .send()
+        .await
+        .expect("send")
+        .json::<Value>()
+        .await
+        .expect("json")["mapping_status"]
+        .clone()
+}
+
+async fn a_recompute_cut_by_kill_9_finishes_after_the_restart(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::new(backend, dir.path()).await;
+    let client = reqwest::Client::new();
+    let mut process = spawn(&db.url).await;
+    let c = create_connection(&client, &process.base).await;
+    let mapping = |role: &str| json!({"custom_mapping": {"default_role": role}});
+    let response = client
+        .patch(format!("{}/v1/connections/{}", process.base, c.id))
+        .bearer_auth(INTEGRATION_KEY)
+        .json(&mapping("member"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let (status, created) = c.post("/Users", user(&format!("remap{i}"))).await;
+        assert_eq!(status, 201);
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    let response = client
+        .patch(format!("{}/v1/connections/{}", process.base, c.id))
+        .bearer_auth(INTEGRATION_KEY)
+        .json(&mapping("viewer"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    process
+        .child
+        .kill()
+        .expect("kill -9 in the middle of the recompute");
+    process.child.wait().expect("wait");
+
+    let process = spawn(&db.url).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = mapping_status(&client, &process.base, &c.id).await;
+        if status["state"] == "up_to_date" {
+            assert_eq!(status["users"], 300);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recompute did not resume: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let user: Value = client
+        .get(format!(
+            "{}/v1/connections/{}/users/{}",
+            process.base, c.id, ids[299]
+        ))
+        .bearer_auth(INTEGRATION_KEY)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(user["roles"], json!(["viewer"]));
+}
+
 on_both_backends!(
     acknowledged_writes_survive_kill_9_and_restarts,
     sigterm_drains_and_exits_cleanly,
     integration_keys_are_managed_from_the_command_line,
     the_first_start_prints_an_integration_key_once,
+    a_recompute_cut_by_kill_9_finishes_after_the_restart,
 );
