@@ -91,7 +91,8 @@ pub fn split(request: &PatchRequest) -> Result<Option<SplitPatch>, ScimError> {
     for op in &request.operations {
         match &op.path {
             Some(path) if is_members(path) => {
-                if path.sub.is_some() {
+                // `members.display` or `members[…].display` edits values in place: the general engine.
+                if path.sub.is_some() || path.attr.sub.is_some() {
                     return Ok(None);
                 }
                 match (&path.filter, op.op, &op.value) {
@@ -255,6 +256,19 @@ mod tests {
             split.body.operations[0].value,
             Some(json!({"displayName": "New"}))
         );
+    }
+
+    #[test]
+    fn member_sub_attribute_paths_never_touch_the_whole_membership() {
+        for path in ["members.display", "members.value"] {
+            for op in ["remove", "replace", "add"] {
+                let request = parse(json!([{"op": op, "path": path, "value": "x"}]));
+                assert!(
+                    split(&request).expect("valid").is_none(),
+                    "{op} {path} must use the general engine"
+                );
+            }
+        }
     }
 
     #[test]

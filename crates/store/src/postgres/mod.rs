@@ -510,8 +510,8 @@ impl Store for PgStore {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE scim_keys SET replaced_at = $1, valid_until = LEAST(COALESCE(valid_until, $2), $3) \
-             WHERE connection_id = $4 AND replaced_at IS NULL",
+            "UPDATE scim_keys SET replaced_at = COALESCE(replaced_at, $1), valid_until = LEAST(COALESCE(valid_until, $2), $3) \
+             WHERE connection_id = $4",
         )
         .bind(at)
         .bind(until)

@@ -510,8 +510,8 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE scim_keys SET replaced_at = ?, valid_until = min(coalesce(valid_until, ?), ?) \
-             WHERE connection_id = ? AND replaced_at IS NULL",
+            "UPDATE scim_keys SET replaced_at = coalesce(replaced_at, ?), valid_until = min(coalesce(valid_until, ?), ?) \
+             WHERE connection_id = ?",
         )
         .bind(at)
         .bind(until)

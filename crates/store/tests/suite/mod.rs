@@ -246,6 +246,32 @@ pub async fn scim_keys_rotate_with_overlap(store: &dyn Store) {
         .expect("new key");
     assert!(!new_key.replaced);
 
+    // A second reset without overlap cuts every earlier key short, the first one included.
+    store
+        .replace_scim_key(
+            &new.id,
+            NewScimKey {
+                hash: b"third".to_vec(),
+                expires_at: None,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("replace")
+        .expect("exists");
+    for old_key in [b"hash-keys".as_slice(), b"second".as_slice()] {
+        let record = store
+            .scim_key(old_key)
+            .await
+            .expect("lookup")
+            .expect("kept");
+        assert!(record.replaced);
+        assert!(
+            record.valid_until.expect("capped") <= OffsetDateTime::now_utc(),
+            "{record:?}"
+        );
+    }
+
     assert!(store
         .replace_scim_key(
             "missing",
