@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scimgate_store::{Connection, MappedRecord, StoreResult};
+use scimgate_store::{Connection, MappedRecord, StaleUser, StoreResult};
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
@@ -33,6 +33,20 @@ pub fn start(state: Arc<AppState>) -> JoinHandle<()> {
     })
 }
 
+async fn map_one(state: &AppState, connection: &Connection, user: &StaleUser) -> StoreResult<()> {
+    let mut viewer = Viewer::new(state, connection, mapping_of(state, connection), true);
+    let mapped = viewer.mapped(&user.resource).await?;
+    let value = serde_json::to_value(&mapped).unwrap_or_default();
+    let record = MappedRecord {
+        generation: connection.mapping_generation,
+        value,
+    };
+    state
+        .store
+        .save_mapped(&connection.id, &user.resource.id, user.epoch, record)
+        .await
+}
+
 /// Maps one batch of stale users; returns how many it took.
 pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
     let stale = state.store.claim_stale_users(BATCH, LEASE).await?;
@@ -45,22 +59,11 @@ pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
         let Some(Some(connection)) = connections.get(&user.connection_id) else {
             continue;
         };
-        let mut viewer = Viewer::new(state, connection, mapping_of(state, connection), true);
-        let mapped = viewer.mapped(&user.resource).await?;
-        let value = serde_json::to_value(&mapped).unwrap_or_default();
-        let record = MappedRecord {
-            generation: connection.mapping_generation,
-            value,
-        };
-        state
-            .store
-            .save_mapped(
-                &connection.id,
-                &user.resource.id,
-                user.resource.version,
-                record,
-            )
-            .await?;
+        // One user failing (its lease then lapses and it is retried) must not hold back the
+        // rest of the batch, which may belong to other tenants.
+        if let Err(e) = map_one(state, connection, user).await {
+            tracing::warn!(error = %e, connection_id = %connection.id, user_id = %user.resource.id, "mapping a user failed");
+        }
     }
     Ok(stale.len())
 }

@@ -35,6 +35,19 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
         .into()
 }
 
+/// Whether any string or key holds U+0000, which PostgreSQL text cannot store: such input is
+/// refused on every backend alike.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

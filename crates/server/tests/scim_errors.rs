@@ -160,6 +160,11 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing(backend: Backend) {
     let (status, body) = c.send(Method::POST, "/Users", None).await;
     assert_eq!(status, 400);
     assert_scim_error(&body, "400", Some("invalidSyntax"), "JSON");
+    let (status, body) = c
+        .post("/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "nul\u{0}"}))
+        .await;
+    assert_eq!(status, 400, "NUL characters are refused on every backend");
+    assert_scim_error(&body, "400", Some("invalidValue"), "NUL");
     let (status, body) = c.post("/Users", json!({"not": "a scim resource"})).await;
     assert_eq!(status, 400);
     assert_scim_error(&body, "400", Some("invalidValue"), "userName");

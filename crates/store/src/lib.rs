@@ -57,6 +57,8 @@ pub struct ListQuery<'a> {
 #[derive(Debug, Clone)]
 pub struct StaleUser {
     pub connection_id: String,
+    /// Pass back to [`Store::save_mapped`].
+    pub epoch: i64,
     pub resource: StoredResource,
 }
 

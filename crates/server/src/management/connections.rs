@@ -217,7 +217,14 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
     if allow_empty && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if crate::secrets::contains_nul(&value) {
+        return Err(ApiError::InvalidJson(
+            "text must not contain NUL (U+0000) characters".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 /// Validates a `custom_mapping` against the User schemas, one error per invalid field.

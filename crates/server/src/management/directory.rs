@@ -555,8 +555,15 @@ pub async fn preview(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Preview>, ApiError> {
     let bytes = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
-    let request: PreviewRequest =
+    let raw: Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    if crate::secrets::contains_nul(&raw) {
+        return Err(ApiError::InvalidJson(
+            "text must not contain NUL (U+0000) characters".into(),
+        ));
+    }
+    let request: PreviewRequest =
+        serde_json::from_value(raw).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let connection = connection(&state, &id).await?;
     let mut errors = Vec::new();
     if let Some(mapping) = &request.custom_mapping {

@@ -39,8 +39,14 @@ fn json_body(body: Body) -> ScimResult<Value> {
         let status = rejection.status();
         ScimFailure::status(status.as_u16(), rejection.body_text())
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")).into())
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))?;
+    if crate::secrets::contains_nul(&value) {
+        return Err(
+            ScimError::invalid_value("text must not contain NUL (U+0000) characters").into(),
+        );
+    }
+    Ok(value)
 }
 
 fn indexed_fields(kind: Kind, body: &Value) -> IndexedFields {

@@ -216,13 +216,17 @@ impl PgStore {
                 MemberOp::Add(m) => {
                     let done = sqlx::query(
                         "INSERT INTO memberships (group_seq, member_id, connection_id, member_kind, display) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_seq, member_id) DO NOTHING",
+                         SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM resources WHERE connection_id = $6 AND id = $7 AND deleted_at IS NULL FOR SHARE) \
+                         ON CONFLICT (group_seq, member_id) DO NOTHING",
                     )
                     .bind(seq)
                     .bind(&m.id)
                     .bind(connection_id)
                     .bind(m.kind.as_str())
                     .bind(&m.display)
+                    // A member deleted since the ids were checked is not added.
+                    .bind(connection_id)
+                    .bind(&m.id)
                     .execute(&mut **tx)
                     .await?;
                     if done.rows_affected() == 1 {
@@ -259,13 +263,26 @@ impl PgStore {
             }
         }
         // Roles come from groups: members that came or went need their mapping recomputed.
-        let touched = delta.added.iter().map(|m| &m.id).chain(&delta.removed);
-        for member_id in touched {
-            sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id = $2")
-                .bind(connection_id)
-                .bind(member_id)
-                .execute(&mut **tx)
-                .await?;
+        // One statement over the sorted ids, so concurrent writers lock rows in the same order.
+        let mut touched: Vec<&String> = delta
+            .added
+            .iter()
+            .map(|m| &m.id)
+            .chain(&delta.removed)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE kind = 'User' AND connection_id = ",
+            );
+            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
+            let mut ids = qb.separated(", ");
+            for id in touched {
+                ids.push_bind(id.clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(delta)
     }
@@ -732,7 +749,7 @@ impl Store for PgStore {
             }
         }
         let updated = sqlx::query(
-            "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5, mapped = $6, mapped_generation = $7, mapping_lease_until = NULL WHERE seq = $8",
+            "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5, mapped = $6, mapped_generation = $7, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = $8",
         )
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
@@ -804,7 +821,7 @@ impl Store for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2)")
             .bind(connection_id)
             .bind(seq)
             .execute(&mut *tx)
@@ -819,7 +836,7 @@ impl Store for PgStore {
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE resources SET deleted_at = $1, last_modified = $2, version = version + 1, mapped_generation = 0 WHERE seq = $3")
+            sqlx::query("UPDATE resources SET deleted_at = $1, last_modified = $2, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE seq = $3")
                 .bind(at)
                 .bind(at)
                 .bind(seq)
@@ -960,7 +977,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<StaleUser>> {
         let now = micros(now());
         let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) ORDER BY r.seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, {RESOURCE_COLUMNS}"))
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) ORDER BY r.seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, mapping_epoch, {RESOURCE_COLUMNS}"))
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
@@ -969,10 +986,12 @@ impl Store for PgStore {
         let mut stale = Vec::with_capacity(rows.len());
         for row in &rows {
             let connection_id: String = row.try_get("connection_id")?;
+            let epoch: i64 = row.try_get("mapping_epoch")?;
             let (_, mut resource) = resource_from_row(row)?;
             resource.groups = Some(load_groups_of(&self.pool, &connection_id, &resource.id).await?);
             stale.push(StaleUser {
                 connection_id,
+                epoch,
                 resource,
             });
         }
@@ -983,15 +1002,15 @@ impl Store for PgStore {
         &self,
         connection_id: &str,
         user_id: &str,
-        version: i64,
+        epoch: i64,
         record: MappedRecord,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped = $1, mapped_generation = $2, mapping_lease_until = NULL WHERE connection_id = $3 AND kind = 'User' AND id = $4 AND version = $5")
+        sqlx::query("UPDATE resources SET mapped = $1, mapped_generation = $2, mapping_lease_until = NULL WHERE connection_id = $3 AND kind = 'User' AND id = $4 AND mapping_epoch = $5")
             .bind(record.value.to_string())
             .bind(record.generation)
             .bind(connection_id)
             .bind(user_id)
-            .bind(version)
+            .bind(epoch)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -1002,7 +1021,7 @@ impl Store for PgStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)

@@ -218,13 +218,17 @@ impl SqliteStore {
                 MemberOp::Add(m) => {
                     let done = sqlx::query(
                         "INSERT INTO memberships (group_seq, member_id, connection_id, member_kind, display) \
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_seq, member_id) DO NOTHING",
+                         SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM resources WHERE connection_id = ? AND id = ? AND deleted_at IS NULL) \
+                         ON CONFLICT (group_seq, member_id) DO NOTHING",
                     )
                     .bind(seq)
                     .bind(&m.id)
                     .bind(connection_id)
                     .bind(m.kind.as_str())
                     .bind(&m.display)
+                    // A member deleted since the ids were checked is not added.
+                    .bind(connection_id)
+                    .bind(&m.id)
                     .execute(&mut **tx)
                     .await?;
                     if done.rows_affected() == 1 {
@@ -261,13 +265,26 @@ impl SqliteStore {
             }
         }
         // Roles come from groups: members that came or went need their mapping recomputed.
-        let touched = delta.added.iter().map(|m| &m.id).chain(&delta.removed);
-        for member_id in touched {
-            sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = ? AND kind = 'User' AND id = ?")
-                .bind(connection_id)
-                .bind(member_id)
-                .execute(&mut **tx)
-                .await?;
+        // One statement over the sorted ids, so concurrent writers lock rows in the same order.
+        let mut touched: Vec<&String> = delta
+            .added
+            .iter()
+            .map(|m| &m.id)
+            .chain(&delta.removed)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE kind = 'User' AND connection_id = ",
+            );
+            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
+            let mut ids = qb.separated(", ");
+            for id in touched {
+                ids.push_bind(id.clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut **tx).await?;
         }
         Ok(delta)
     }
@@ -732,7 +749,7 @@ impl Store for SqliteStore {
             }
         }
         let updated = sqlx::query(
-            "UPDATE resources SET name_lower = ?, external_id = ?, active = ?, version = version + 1, last_modified = ?, body = ?, mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE seq = ?",
+            "UPDATE resources SET name_lower = ?, external_id = ?, active = ?, version = version + 1, last_modified = ?, body = ?, mapped = ?, mapped_generation = ?, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = ?",
         )
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
@@ -804,7 +821,7 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
             .bind(connection_id)
             .bind(seq)
             .execute(&mut *tx)
@@ -819,7 +836,7 @@ impl Store for SqliteStore {
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0 WHERE seq = ?")
+            sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE seq = ?")
                 .bind(at)
                 .bind(at)
                 .bind(seq)
@@ -960,7 +977,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StaleUser>> {
         let now = micros(now());
         let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = ? WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < ?) ORDER BY r.seq LIMIT ?) RETURNING connection_id, {RESOURCE_COLUMNS}"))
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = ? WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < ?) ORDER BY r.seq LIMIT ?) RETURNING connection_id, mapping_epoch, {RESOURCE_COLUMNS}"))
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
@@ -969,11 +986,13 @@ impl Store for SqliteStore {
         let mut stale = Vec::with_capacity(rows.len());
         for row in &rows {
             let connection_id: String = row.try_get("connection_id")?;
+            let epoch: i64 = row.try_get("mapping_epoch")?;
             let (_, mut resource) = resource_from_row(row)?;
             resource.groups =
                 Some(load_groups_of(&self.reader, &connection_id, &resource.id).await?);
             stale.push(StaleUser {
                 connection_id,
+                epoch,
                 resource,
             });
         }
@@ -984,15 +1003,15 @@ impl Store for SqliteStore {
         &self,
         connection_id: &str,
         user_id: &str,
-        version: i64,
+        epoch: i64,
         record: MappedRecord,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE connection_id = ? AND kind = 'User' AND id = ? AND version = ?")
+        sqlx::query("UPDATE resources SET mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE connection_id = ? AND kind = 'User' AND id = ? AND mapping_epoch = ?")
             .bind(record.value.to_string())
             .bind(record.generation)
             .bind(connection_id)
             .bind(user_id)
-            .bind(version)
+            .bind(epoch)
             .execute(&self.writer)
             .await?;
         Ok(())
@@ -1003,7 +1022,7 @@ impl Store for SqliteStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)

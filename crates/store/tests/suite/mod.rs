@@ -906,7 +906,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         value: json!({"properties": {"email": "m@x"}}),
     };
     store
-        .save_mapped(&a.id, "u0", 1, record(1))
+        .save_mapped(&a.id, "u0", 0, record(1))
         .await
         .expect("save");
     store
@@ -950,7 +950,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         (3, 0)
     );
     store
-        .save_mapped(&a.id, "u0", 1, record(2))
+        .save_mapped(&a.id, "u0", 0, record(2))
         .await
         .expect("save");
     assert_eq!(
@@ -987,7 +987,19 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
     store
         .save_mapped(&a.id, "u0", 1, record(2))
         .await
+        .expect("a view computed before the last change is not saved");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 0)
+    );
+    store
+        .save_mapped(&a.id, "u0", 2, record(2))
+        .await
         .expect("save");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (3, 1)
+    );
     store
         .delete_resource(&a.id, Kind::Group, "g", None)
         .await
@@ -1100,6 +1112,21 @@ pub async fn deleted_users_stay_readable_until_pruned(store: &dyn Store) {
         .create_resource(&a.id, Kind::User, "u2", user("GONE", "gone@x"))
         .await
         .expect("the userName is free again");
+    let late = store
+        .update_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            None,
+            group("G", vec![MemberOp::Add(member("u1"))]),
+        )
+        .await
+        .expect("update");
+    assert!(
+        late.members.added.is_empty(),
+        "a deleted user is not added as a member"
+    );
+    assert_eq!(store.member_count(&a.id, "g").await.expect("count"), 0);
 
     assert_eq!(
         store
