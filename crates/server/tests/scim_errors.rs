@@ -375,6 +375,38 @@ async fn bursts_past_the_limit_get_429_with_retry_after(backend: Backend) {
     );
 }
 
+async fn repeated_writes_of_the_same_state_keep_the_version(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let c = server.connection("noop").await;
+    let (_, created) = c.post("/Users", user("same")).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, first) = c.put(&format!("/Users/{id}"), user("same")).await;
+    let (_, again) = c.put(&format!("/Users/{id}"), user("same")).await;
+    assert_eq!(
+        first["meta"]["version"], again["meta"]["version"],
+        "an IdP re-sending a user changes nothing"
+    );
+    assert_eq!(first["meta"]["lastModified"], again["meta"]["lastModified"]);
+
+    let (_, group) = c.post("/Groups", common::group("G", &[&id])).await;
+    let gid = group["id"].as_str().expect("id").to_owned();
+    let (status, readded) = c
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        readded["meta"]["version"], group["meta"]["version"],
+        "re-adding a member changes nothing"
+    );
+    let (_, put_same) = c
+        .put(&format!("/Groups/{gid}"), common::group("G", &[&id]))
+        .await;
+    assert_eq!(put_same["meta"]["version"], group["meta"]["version"]);
+}
+
 on_both_backends!(
     authentication_failures_say_which_without_leaking_tenants,
     expired_and_replaced_keys_are_refused_with_the_reason,
@@ -382,4 +414,5 @@ on_both_backends!(
     etags_guard_writes_and_save_reads,
     pagination_is_truthful_and_cursors_are_advertised,
     bursts_past_the_limit_get_429_with_retry_after,
+    repeated_writes_of_the_same_state_keep_the_version,
 );

@@ -207,6 +207,10 @@ pub struct MemberDelta {
 }
 
 impl MemberDelta {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
     /// Records a row that was inserted. A member removed earlier in the same write and added
     /// back is no change at all.
     pub fn inserted(&mut self, member: &Member) {

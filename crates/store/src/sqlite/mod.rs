@@ -770,6 +770,15 @@ impl Store for SqliteStore {
             other => other?,
         };
         let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+        if delta.is_empty() && write.body == current.body {
+            // An IdP re-sending the state it sent before (they do, constantly): nothing
+            // changed, so no new version, no new lastModified, nothing to recompute.
+            tx.rollback().await?;
+            return Ok(WriteOutcome {
+                resource: current,
+                members: delta,
+            });
+        }
         tx.commit().await?;
         let resource = StoredResource {
             id: id.to_owned(),

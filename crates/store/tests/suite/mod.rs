@@ -383,6 +383,15 @@ pub async fn versions_guard_writes(store: &dyn Store) {
         .expect("update");
     assert_eq!(updated.resource.version, 2);
     assert!(updated.resource.last_modified >= created.resource.last_modified);
+    let same = store
+        .update_resource(&a.id, Kind::User, "u1", None, user("v2", "v@x.org"))
+        .await
+        .expect("re-send");
+    assert_eq!(
+        same.resource.version, 2,
+        "re-sending the same state writes nothing"
+    );
+    assert_eq!(same.resource.last_modified, updated.resource.last_modified);
     match store
         .update_resource(&a.id, Kind::User, "u1", Some(1), user("v3", "v@x.org"))
         .await
