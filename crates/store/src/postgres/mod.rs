@@ -274,9 +274,13 @@ impl PgStore {
         touched.dedup();
         if !touched.is_empty() {
             let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE kind = 'User' AND connection_id = ",
+                // Their `groups` attribute changed too: a new version and lastModified.
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ",
             );
-            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
+            qb.push_bind(micros(now()))
+                .push(" WHERE kind = 'User' AND connection_id = ")
+                .push_bind(connection_id.to_owned())
+                .push(" AND id IN (");
             let mut ids = qb.separated(", ");
             for id in touched {
                 ids.push_bind(id.clone());
@@ -825,12 +829,20 @@ impl Store for PgStore {
                 });
             }
         }
+        // The groups that listed it changed: a new version and lastModified for each.
+        sqlx::query("UPDATE resources SET version = version + 1, last_modified = $1 WHERE seq IN (SELECT group_seq FROM memberships WHERE connection_id = $2 AND member_id = $3)")
+            .bind(micros(now()))
+            .bind(connection_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM memberships WHERE connection_id = $1 AND member_id = $2")
             .bind(connection_id)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = $1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)")
+            .bind(micros(now()))
             .bind(connection_id)
             .bind(seq)
             .execute(&mut *tx)

@@ -276,9 +276,13 @@ impl SqliteStore {
         touched.dedup();
         if !touched.is_empty() {
             let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE kind = 'User' AND connection_id = ",
+                // Their `groups` attribute changed too: a new version and lastModified.
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ",
             );
-            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
+            qb.push_bind(micros(now()))
+                .push(" WHERE kind = 'User' AND connection_id = ")
+                .push_bind(connection_id.to_owned())
+                .push(" AND id IN (");
             let mut ids = qb.separated(", ");
             for id in touched {
                 ids.push_bind(id.clone());
@@ -825,12 +829,20 @@ impl Store for SqliteStore {
                 });
             }
         }
+        // The groups that listed it changed: a new version and lastModified for each.
+        sqlx::query("UPDATE resources SET version = version + 1, last_modified = ? WHERE seq IN (SELECT group_seq FROM memberships WHERE connection_id = ? AND member_id = ?)")
+            .bind(micros(now()))
+            .bind(connection_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM memberships WHERE connection_id = ? AND member_id = ?")
             .bind(connection_id)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+            .bind(micros(now()))
             .bind(connection_id)
             .bind(seq)
             .execute(&mut *tx)

@@ -1066,7 +1066,10 @@ pub async fn deleted_users_stay_readable_until_pruned(store: &dyn Store) {
         .expect("get")
         .expect("the directory still does");
     assert!(kept.deleted_at.is_some());
-    assert_eq!(kept.version, 2, "deletion is a write");
+    assert_eq!(
+        kept.version, 3,
+        "joining the group and the deletion are writes"
+    );
     assert!(matches!(
         store.delete_resource(&a.id, Kind::User, "u1", None).await,
         Err(StoreError::NotFound(_))
@@ -1174,6 +1177,58 @@ pub async fn deleted_users_stay_readable_until_pruned(store: &dyn Store) {
     );
 }
 
+pub async fn indirect_membership_changes_bump_versions(store: &dyn Store) {
+    let (a, ka) = new_connection("indirect");
+    store
+        .create_connection(a.clone(), ka)
+        .await
+        .expect("create");
+    store
+        .create_resource(&a.id, Kind::User, "u", user("u", "u@x"))
+        .await
+        .expect("user");
+    store
+        .create_resource(&a.id, Kind::Group, "g", group("G", vec![]))
+        .await
+        .expect("group");
+    let version = |kind, id: &'static str| {
+        let id = id.to_owned();
+        let connection = a.id.clone();
+        async move {
+            store
+                .resource(&connection, kind, &id, Load::default())
+                .await
+                .expect("get")
+                .expect("exists")
+                .version
+        }
+    };
+    store
+        .update_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            None,
+            group("G", vec![MemberOp::Add(member("u"))]),
+        )
+        .await
+        .expect("add member");
+    assert_eq!(
+        version(Kind::User, "u").await,
+        2,
+        "the user's groups changed"
+    );
+    store
+        .delete_resource(&a.id, Kind::User, "u", None)
+        .await
+        .expect("delete user");
+    assert_eq!(
+        version(Kind::Group, "g").await,
+        3,
+        "the group's members changed"
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -1188,7 +1243,8 @@ macro_rules! store_suite {
             cursor_walks_never_skip_or_repeat,
             request_log_keeps_the_newest,
             mapping_generations_and_leases,
-            deleted_users_stay_readable_until_pruned
+            deleted_users_stay_readable_until_pruned,
+            indirect_membership_changes_bump_versions
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
