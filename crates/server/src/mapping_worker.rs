@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 use crate::app::AppState;
 use crate::management::directory::{mapping_of, Viewer};
 
-const BATCH: u32 = 200;
-/// Longer than a batch takes, so a lease only lapses when its worker died.
-const LEASE: Duration = Duration::from_secs(60);
+const BATCH: u32 = 100;
+/// Far longer than a batch of 100 takes, so a lease only lapses when its worker died; short
+/// enough that a restarted instance picks a dead worker's users up again within seconds.
+const LEASE: Duration = Duration::from_secs(15);
 const IDLE: Duration = Duration::from_millis(500);
 
 pub fn start(state: Arc<AppState>) -> JoinHandle<()> {

@@ -307,7 +307,7 @@ async fn a_recompute_cut_by_kill_9_finishes_after_the_restart(backend: Backend) 
     process.child.wait().expect("wait");
 
     let process = spawn(&db.url).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let status = mapping_status(&client, &process.base, &c.id).await;
         if status["state"] == "up_to_date" {
