@@ -275,7 +275,7 @@ impl PgStore {
         if !touched.is_empty() {
             let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
                 // Their `groups` attribute changed too: a new version and lastModified.
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ",
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ",
             );
             qb.push_bind(micros(now()))
                 .push(" WHERE kind = 'User' AND connection_id = ")
@@ -841,7 +841,7 @@ impl Store for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = $1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = $1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)")
             .bind(micros(now()))
             .bind(connection_id)
             .bind(seq)
@@ -857,7 +857,7 @@ impl Store for PgStore {
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE resources SET deleted_at = $1, last_modified = $2, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE seq = $3")
+            sqlx::query("UPDATE resources SET deleted_at = $1, last_modified = $2, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE seq = $3")
                 .bind(at)
                 .bind(at)
                 .bind(seq)
@@ -1042,7 +1042,7 @@ impl Store for PgStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)

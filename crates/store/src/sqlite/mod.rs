@@ -277,7 +277,7 @@ impl SqliteStore {
         if !touched.is_empty() {
             let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
                 // Their `groups` attribute changed too: a new version and lastModified.
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ",
+                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ",
             );
             qb.push_bind(micros(now()))
                 .push(" WHERE kind = 'User' AND connection_id = ")
@@ -841,7 +841,7 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
             .bind(micros(now()))
             .bind(connection_id)
             .bind(seq)
@@ -857,7 +857,7 @@ impl Store for SqliteStore {
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE seq = ?")
+            sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE seq = ?")
                 .bind(at)
                 .bind(at)
                 .bind(seq)
@@ -1043,7 +1043,7 @@ impl Store for SqliteStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1 WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)

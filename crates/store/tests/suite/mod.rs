@@ -938,6 +938,27 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         .await
         .expect("claim");
     assert!(quick.is_empty(), "u1 and u2 are still leased for 30 s");
+    // A change to a leased user ends the lease: its worker's view is outdated anyway.
+    store
+        .create_resource(
+            &a.id,
+            Kind::Group,
+            "g-u1",
+            group("G1", vec![MemberOp::Add(member("u1"))]),
+        )
+        .await
+        .expect("group");
+    let reclaimed = store
+        .claim_stale_users(10, std::time::Duration::ZERO)
+        .await
+        .expect("claim");
+    assert_eq!(
+        reclaimed
+            .iter()
+            .map(|c| c.resource.id.as_str())
+            .collect::<Vec<_>>(),
+        ["u1"]
+    );
 
     let connection = store
         .update_connection(
