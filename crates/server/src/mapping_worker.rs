@@ -3,7 +3,7 @@
 //! leased in batches (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), so no user is mapped twice
 //! at once, and the work resumes after a restart because it is driven by the stored generations.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +34,39 @@ pub fn start(state: Arc<AppState>) -> JoinHandle<()> {
     })
 }
 
-async fn map_one(state: &AppState, connection: &Connection, user: &StaleUser) -> StoreResult<()> {
-    let mut viewer = Viewer::new(state, connection, mapping_of(state, connection), true);
+/// Maps one batch of stale users; returns how many it took. Users are taken connection by
+/// connection, so each connection's mapping and group lookups serve all of its users.
+pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
+    let stale = state.store.claim_stale_users(BATCH, LEASE).await?;
+    let mut by_connection: BTreeMap<&str, Vec<&StaleUser>> = BTreeMap::new();
+    for user in &stale {
+        by_connection
+            .entry(&user.connection_id)
+            .or_default()
+            .push(user);
+    }
+    for (connection_id, users) in by_connection {
+        let Some(connection) = state.store.connection(connection_id).await? else {
+            continue;
+        };
+        let mut viewer = Viewer::new(state, &connection, mapping_of(state, &connection), true);
+        for user in users {
+            // One user failing (its lease then lapses and it is retried) must not hold back
+            // the rest of the batch, which may belong to other tenants.
+            if let Err(e) = map_one(state, &mut viewer, &connection, user).await {
+                tracing::warn!(error = %e, %connection_id, user_id = %user.resource.id, "mapping a user failed");
+            }
+        }
+    }
+    Ok(stale.len())
+}
+
+async fn map_one(
+    state: &AppState,
+    viewer: &mut Viewer<'_>,
+    connection: &Connection,
+    user: &StaleUser,
+) -> StoreResult<()> {
     let mapped = viewer.mapped(&user.resource).await?;
     let value = serde_json::to_value(&mapped).unwrap_or_default();
     let record = MappedRecord {
@@ -46,25 +77,4 @@ async fn map_one(state: &AppState, connection: &Connection, user: &StaleUser) ->
         .store
         .save_mapped(&connection.id, &user.resource.id, user.epoch, record)
         .await
-}
-
-/// Maps one batch of stale users; returns how many it took.
-pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
-    let stale = state.store.claim_stale_users(BATCH, LEASE).await?;
-    let mut connections: HashMap<String, Option<Connection>> = HashMap::new();
-    for user in &stale {
-        if !connections.contains_key(&user.connection_id) {
-            let connection = state.store.connection(&user.connection_id).await?;
-            connections.insert(user.connection_id.clone(), connection);
-        }
-        let Some(Some(connection)) = connections.get(&user.connection_id) else {
-            continue;
-        };
-        // One user failing (its lease then lapses and it is retried) must not hold back the
-        // rest of the batch, which may belong to other tenants.
-        if let Err(e) = map_one(state, connection, user).await {
-            tracing::warn!(error = %e, connection_id = %connection.id, user_id = %user.resource.id, "mapping a user failed");
-        }
-    }
-    Ok(stale.len())
 }

@@ -3,52 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn spawn(database_url: &str) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .env("SCIMGATE_INTEGRATION_KEY", INTEGRATION_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn scimgate");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "scimgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Process { child, base }
-}
 
 async fn create_connection(client: &reqwest::Client, base: &str) -> Connection {
     let created: Value = client
@@ -81,7 +40,7 @@ async fn acknowledged_writes_survive_kill_9_and_restarts(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDatabase::new(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let mut process = spawn(&db.url).await;
+    let mut process = spawn_scimgate(&db.url, &[]).await;
     let c = create_connection(&client, &process.base).await;
     let mut ids = Vec::new();
     for i in 0..40 {
@@ -97,7 +56,7 @@ async fn acknowledged_writes_survive_kill_9_and_restarts(backend: Backend) {
     process.child.kill().expect("kill -9");
     process.child.wait().expect("wait");
 
-    let process = spawn(&db.url).await;
+    let process = spawn_scimgate(&db.url, &[]).await;
     let c = at(&c, &process.base);
     let (status, list) = c.get("/Users?count=1000").await;
     assert_eq!(status, 200, "the old key still works after the restart");
@@ -117,7 +76,7 @@ async fn sigterm_drains_and_exits_cleanly(backend: Backend) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDatabase::new(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let mut process = spawn(&db.url).await;
+    let mut process = spawn_scimgate(&db.url, &[]).await;
     let c = create_connection(&client, &process.base).await;
     assert_eq!(c.post("/Users", user("before-term")).await.0, 201);
     let pid = process.child.id().to_string();
@@ -138,7 +97,7 @@ async fn sigterm_drains_and_exits_cleanly(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
-    let process = spawn(&db.url).await;
+    let process = spawn_scimgate(&db.url, &[]).await;
     let c = at(&c, &process.base);
     let (_, list) = c.get("/Users").await;
     assert_eq!(list["totalResults"], 1);
@@ -176,7 +135,7 @@ async fn integration_keys_are_managed_from_the_command_line(backend: Backend) {
     assert!(!listing.contains(&key), "secrets are never listed");
     let id = listing.split('\t').next().expect("id").to_owned();
 
-    let process = spawn(&db.url).await;
+    let process = spawn_scimgate(&db.url, &[]).await;
     let client = reqwest::Client::new();
     let status = |k: String| {
         let client = client.clone();
@@ -242,7 +201,7 @@ async fn the_first_start_prints_an_integration_key_once(backend: Backend) {
         .to_owned();
     assert!(stdout.contains("integration-keys create"), "{stdout}");
 
-    let process = spawn(&db.url).await;
+    let process = spawn_scimgate(&db.url, &[]).await;
     let response = client
         .get(format!("{}/v1/connections", process.base))
         .bearer_auth(&key)
@@ -275,7 +234,7 @@ async fn a_recompute_cut_by_kill_9_finishes_after_the_restart(backend: Backend) 
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDatabase::new(backend, dir.path()).await;
     let client = reqwest::Client::new();
-    let mut process = spawn(&db.url).await;
+    let mut process = spawn_scimgate(&db.url, &[]).await;
     let c = create_connection(&client, &process.base).await;
     let mapping = |role: &str| json!({"custom_mapping": {"default_role": role}});
     let response = client
@@ -306,7 +265,7 @@ async fn a_recompute_cut_by_kill_9_finishes_after_the_restart(backend: Backend) 
         .expect("kill -9 in the middle of the recompute");
     process.child.wait().expect("wait");
 
-    let process = spawn(&db.url).await;
+    let process = spawn_scimgate(&db.url, &[]).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let status = mapping_status(&client, &process.base, &c.id).await;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,52 +12,6 @@ use scimgate_store::testing::TempPostgres;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
-
-struct Instance {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn instance(database_url: &str) -> Instance {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_scimgate"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            database_url,
-            "--scim-rate-limit",
-            "0",
-        ])
-        .env("SCIMGATE_INTEGRATION_KEY", INTEGRATION_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn scimgate");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz"))
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "scimgate did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Instance { child, base }
-}
 
 fn on(c: &Connection, base: &str) -> Connection {
     Connection {
@@ -77,7 +30,10 @@ fn version(resource: &Value) -> u64 {
 #[tokio::test]
 async fn two_instances_on_one_database_behave_as_one_service() {
     let db = TempPostgres::create().await.expect("database");
-    let (a, b) = tokio::join!(instance(&db.url), instance(&db.url));
+    let (a, b) = tokio::join!(
+        spawn_scimgate(&db.url, &["--scim-rate-limit", "0"]),
+        spawn_scimgate(&db.url, &["--scim-rate-limit", "0"])
+    );
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("{}/v1/connections", a.base))

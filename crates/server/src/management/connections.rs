@@ -20,19 +20,8 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, FieldError};
 use crate::app::AppState;
 use crate::secrets;
+use scimgate_mapping::presets::IDENTITY_PROVIDERS;
 use scimgate_store::Kind;
-
-/// Identity providers a connection can be labelled with; `entra_id` changes the base URL.
-pub const IDENTITY_PROVIDERS: &[&str] = &[
-    "generic",
-    "okta",
-    "entra_id",
-    "google_workspace",
-    "onelogin",
-    "jumpcloud",
-    "rippling",
-    "ping",
-];
 
 /// How far the stored mapped users are behind the connection's current mapping.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -87,12 +76,12 @@ pub struct ConnectionView {
     pub updated_at: String,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-pub fn scim_base_url(public_url: &str, connection: &Connection) -> String {
+fn scim_base_url(public_url: &str, connection: &Connection) -> String {
     let base = format!("{public_url}/scim/v2/{}", connection.id);
     if connection.identity_provider == "entra_id" {
         // Entra ID sends RFC-compliant PATCH bodies only when its tenant URL carries this flag.
@@ -209,7 +198,7 @@ pub struct RequestLogView {
     pub requests: Vec<RequestLogEntry>,
 }
 
-fn parse_body<T: serde::de::DeserializeOwned + Default>(
+pub(super) fn parse_body<T: serde::de::DeserializeOwned + Default>(
     body: Result<Bytes, BytesRejection>,
     allow_empty: bool,
 ) -> Result<T, ApiError> {

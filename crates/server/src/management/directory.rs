@@ -13,10 +13,9 @@ use scimgate_protocol::{Filter, Projection};
 use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, StoreResult, StoredResource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use super::connections::check_mapping;
+use super::connections::{check_mapping, parse_body, rfc3339};
 use super::error::{ApiError, ErrorBody, FieldError};
 use crate::app::AppState;
 use crate::scim::render::to_scim;
@@ -125,10 +124,6 @@ pub struct PreviewSummary {
 pub struct Preview {
     pub users: Vec<UserView>,
     pub summary: PreviewSummary,
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// The connection's effective mapping. Mappings are validated when saved; one that no longer
@@ -554,16 +549,7 @@ pub async fn preview(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Preview>, ApiError> {
-    let bytes = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
-    let raw: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    if crate::secrets::contains_nul(&raw) {
-        return Err(ApiError::InvalidJson(
-            "text must not contain NUL (U+0000) characters".into(),
-        ));
-    }
-    let request: PreviewRequest =
-        serde_json::from_value(raw).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let request: PreviewRequest = parse_body(body, false)?;
     let connection = connection(&state, &id).await?;
     let mut errors = Vec::new();
     if let Some(mapping) = &request.custom_mapping {

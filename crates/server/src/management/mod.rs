@@ -19,8 +19,6 @@ use crate::app::AppState;
 use crate::secrets;
 use error::ApiError;
 
-pub use connections::{scim_base_url, IDENTITY_PROVIDERS};
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scimgate management API", description = "Create one SCIM connection per customer, hand its base URL and key to the customer's identity provider, and watch its requests."),

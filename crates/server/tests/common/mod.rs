@@ -270,3 +270,53 @@ pub fn member_ids(group: &Value) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// A scimgate process started from the built binary, killed when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary on a free port against `database_url` and waits until it answers.
+pub async fn spawn_scimgate(database_url: &str, extra_args: &[&str]) -> Process {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_scimgate"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            database_url,
+        ])
+        .args(extra_args)
+        .env("SCIMGATE_INTEGRATION_KEY", INTEGRATION_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn scimgate");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scimgate did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Process { child, base }
+}
