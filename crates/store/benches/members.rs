@@ -33,7 +33,10 @@ fn members(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.db");
     let store = runtime
-        .block_on(SqliteStore::open(path.to_str().expect("utf-8")))
+        .block_on(SqliteStore::open(
+            path.to_str().expect("utf-8"),
+            std::sync::Arc::new(|_: scimgate_store::Effect<'_>| Vec::new()),
+        ))
         .expect("open");
     let connection = "bench-connection".to_owned();
     runtime

@@ -6,6 +6,7 @@
 //! returns domain records, and turns constraint violations into [`StoreError`] variants.
 
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod paging;
 pub mod plan;
@@ -20,17 +21,26 @@ use scimgate_protocol::{AttrPath, Filter, ResourceSchemas};
 use time::OffsetDateTime;
 
 pub use error::{StoreError, StoreResult};
+pub use events::*;
 pub use model::*;
 
 /// Opens the store a database URL names: `postgres://…` (or `postgresql://…`) for
-/// PostgreSQL, `sqlite://path`, `sqlite:path` or a bare file path for SQLite.
-pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// PostgreSQL, `sqlite://path`, `sqlite:path` or a bare file path for SQLite. `events`
+/// describes, inside each write's transaction, the events the write emits.
+pub async fn open(
+    url: &str,
+    events: std::sync::Arc<dyn EventSource>,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::open(url, events).await?,
+        ))
     } else if url.contains("://") && !url.starts_with("sqlite://") {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     } else {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(url, events).await?,
+        ))
     }
 }
 
@@ -204,4 +214,66 @@ pub trait Store: Send + Sync + 'static {
         connection_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<RequestLogEntry>>;
+
+    /// Gives committed events their sequence numbers; returns how many. Writes call nothing:
+    /// a dispatcher calls this after writes and periodically (a crash between a commit and
+    /// this call only delays the events).
+    async fn sequence_events(&self) -> StoreResult<u64>;
+    /// Sequenced events in sequence order.
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// The highest sequence handed out so far (0 when there is none).
+    async fn last_sequence(&self) -> StoreResult<i64>;
+    /// Removes events that occurred before `before`, with their deliveries; returns how many.
+    async fn prune_events(&self, before: OffsetDateTime) -> StoreResult<u64>;
+    /// Emits `connection.scim_api_key_expiring` once for each current key that expires
+    /// before `until`; returns how many.
+    async fn warn_expiring_keys(&self, until: OffsetDateTime) -> StoreResult<u64>;
+
+    /// A new endpoint receives the events sequenced after its creation.
+    async fn create_webhook_endpoint(
+        &self,
+        new: NewWebhookEndpoint,
+    ) -> StoreResult<WebhookEndpoint>;
+    async fn webhook_endpoint(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>>;
+    async fn webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>>;
+    async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        update: WebhookEndpointUpdate,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool>;
+    /// Queues sequenced events for the endpoints they match, up to `limit` events per call;
+    /// returns how many events it looked at.
+    async fn fan_out_events(&self, limit: u32) -> StoreResult<u64>;
+    /// Leases up to `streams` due streams of enabled endpoints, each with up to `batch` of its
+    /// oldest pending deliveries. A leased stream is not handed to anyone else until the lease
+    /// ends or its outcome is recorded.
+    async fn claim_webhook_streams(
+        &self,
+        streams: u32,
+        batch: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<ClaimedStream>>;
+    /// Records the attempts, ends the lease and schedules the stream's next attempt; disables
+    /// the endpoint (with a `webhook_endpoint.disabled` event) once a delivery has failed for
+    /// the whole retry window.
+    async fn complete_webhook_stream(&self, outcome: StreamOutcome) -> StoreResult<()>;
+    /// The endpoint's deliveries, newest first, before the delivery id `before`.
+    async fn webhook_deliveries(
+        &self,
+        endpoint_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Sends a delivery again: a pending one at once, a delivered one as a new delivery.
+    /// Returns the id of the delivery that will be attempted, `None` if there is no such
+    /// delivery.
+    async fn retry_webhook_delivery(
+        &self,
+        endpoint_id: &str,
+        delivery_id: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// Queues again, for this endpoint, every matching event after sequence `after` that it
+    /// was already given; returns how many.
+    async fn replay_webhook_events(&self, endpoint_id: &str, after: i64) -> StoreResult<u64>;
 }

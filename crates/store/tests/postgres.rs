@@ -11,7 +11,9 @@ async fn fresh() -> (PgStore, TempPostgres) {
     let db = TempPostgres::create()
         .await
         .expect("create a test database");
-    let store = PgStore::open(&db.url).await.expect("open");
+    let store = PgStore::open(&db.url, suite::describer())
+        .await
+        .expect("open");
     (store, db)
 }
 
@@ -23,9 +25,9 @@ async fn instances_starting_together_migrate_once() {
         .await
         .expect("create a test database");
     let (a, b, c) = tokio::join!(
-        PgStore::open(&db.url),
-        PgStore::open(&db.url),
-        PgStore::open(&db.url)
+        PgStore::open(&db.url, suite::describer()),
+        PgStore::open(&db.url, suite::describer()),
+        PgStore::open(&db.url, suite::describer())
     );
     let (a, b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
     let (new, key) = suite::new_connection("shared");
@@ -40,8 +42,8 @@ async fn concurrent_creates_of_one_user_name_give_one_winner() {
     let db = TempPostgres::create()
         .await
         .expect("create a test database");
-    let a = PgStore::open(&db.url).await.expect("a");
-    let b = PgStore::open(&db.url).await.expect("b");
+    let a = PgStore::open(&db.url, suite::describer()).await.expect("a");
+    let b = PgStore::open(&db.url, suite::describer()).await.expect("b");
     let (new, key) = suite::new_connection("race");
     a.create_connection(new.clone(), key)
         .await
@@ -77,8 +79,8 @@ async fn version_checks_hold_across_instances() {
     let db = TempPostgres::create()
         .await
         .expect("create a test database");
-    let a = PgStore::open(&db.url).await.expect("a");
-    let b = PgStore::open(&db.url).await.expect("b");
+    let a = PgStore::open(&db.url, suite::describer()).await.expect("a");
+    let b = PgStore::open(&db.url, suite::describer()).await.expect("b");
     let (new, key) = suite::new_connection("versions");
     a.create_connection(new.clone(), key)
         .await

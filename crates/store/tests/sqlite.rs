@@ -7,9 +7,12 @@ use scimgate_store::{Kind, Load, Store};
 
 async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("test.db").to_str().expect("utf-8 path"))
-        .await
-        .expect("open");
+    let store = SqliteStore::open(
+        dir.path().join("test.db").to_str().expect("utf-8 path"),
+        suite::describer(),
+    )
+    .await
+    .expect("open");
     (store, dir)
 }
 
@@ -22,7 +25,9 @@ async fn data_survives_reopening_and_the_file_is_in_wal_mode() {
     let url = format!("sqlite://{}", path.display());
     let (new, key) = suite::new_connection("durable");
     {
-        let store = SqliteStore::open(&url).await.expect("open");
+        let store = SqliteStore::open(&url, suite::describer())
+            .await
+            .expect("open");
         store
             .create_connection(new.clone(), key)
             .await
@@ -32,7 +37,7 @@ async fn data_survives_reopening_and_the_file_is_in_wal_mode() {
             .await
             .expect("user");
     }
-    let store = SqliteStore::open(&url)
+    let store = SqliteStore::open(&url, suite::describer())
         .await
         .expect("reopen runs migrations idempotently");
     let user = store

@@ -14,22 +14,30 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
+use crate::events::*;
 use crate::model::*;
 use crate::paging::{page_in_memory, Cursor};
 use crate::plan::{fold, from_micros, micros, Indexed, Plan};
 use crate::{ListQuery, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
+
+mod outbox;
+
+use std::sync::Arc;
+
+use outbox::{connection_in, group_summaries, insert_events};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    events: Arc<dyn EventSource>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite:path` or a
     /// bare file path) and runs the migrations.
-    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+    pub async fn open(url: &str, events: Arc<dyn EventSource>) -> StoreResult<SqliteStore> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -49,7 +57,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            events,
+        })
     }
 }
 
@@ -177,6 +189,33 @@ where
 }
 
 impl SqliteStore {
+    /// Emits the events of a create or change, with the connection and a user's groups as
+    /// this transaction sees them.
+    async fn emit_written(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        connection_id: &str,
+        before: Option<&StoredResource>,
+        after: &StoredResource,
+        members: &MemberDelta,
+    ) -> StoreResult<()> {
+        let Some(connection) = connection_in(tx, connection_id).await? else {
+            return Ok(());
+        };
+        let groups = match after.kind {
+            Kind::User => group_summaries(tx, connection_id, &after.id).await?,
+            Kind::Group => Vec::new(),
+        };
+        let events = self.events.events(Effect::ResourceWritten {
+            connection: &connection,
+            before,
+            after,
+            groups: &groups,
+            members,
+        });
+        insert_events(tx, events).await
+    }
+
     async fn load_related(
         &self,
         connection_id: &str,
@@ -400,6 +439,11 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let connection = connection_from_row(&row)?;
+        insert_events(
+            &mut tx,
+            self.events.events(Effect::ConnectionCreated(&connection)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(connection)
     }
@@ -445,6 +489,9 @@ impl Store for SqliteStore {
         update: ConnectionUpdate,
     ) -> StoreResult<Option<Connection>> {
         let mut tx = self.writer.begin().await?;
+        let Some(before) = connection_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
         let mut qb: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new("UPDATE connections SET updated_at = ");
         qb.push_bind(micros(now()));
@@ -480,12 +527,20 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let connection = connection_from_row(&row)?;
+        let events = self.events.events(Effect::ConnectionUpdated {
+            before: &before,
+            after: &connection,
+        });
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(Some(connection))
     }
 
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
+        let Some(before) = connection_in(&mut tx, id).await? else {
+            return Ok(false);
+        };
         // Children first: the cascade from resources would otherwise walk memberships row by row.
         sqlx::query("DELETE FROM memberships WHERE connection_id = ?")
             .bind(id)
@@ -503,6 +558,11 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        insert_events(
+            &mut tx,
+            self.events.events(Effect::ConnectionDeleted(&before)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -561,6 +621,11 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let connection = connection_from_row(&row)?;
+        insert_events(
+            &mut tx,
+            self.events.events(Effect::ScimKeyReset(&connection)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(connection))
     }
@@ -680,7 +745,6 @@ impl Store for SqliteStore {
         } else {
             None
         };
-        tx.commit().await?;
         let resource = StoredResource {
             id: id.to_owned(),
             kind,
@@ -693,6 +757,9 @@ impl Store for SqliteStore {
             mapped: write.mapped,
             deleted_at: None,
         };
+        self.emit_written(&mut tx, connection_id, None, &resource, &delta)
+            .await?;
+        tx.commit().await?;
         Ok(WriteOutcome {
             resource,
             members: delta,
@@ -783,7 +850,6 @@ impl Store for SqliteStore {
                 members: delta,
             });
         }
-        tx.commit().await?;
         let resource = StoredResource {
             id: id.to_owned(),
             kind,
@@ -796,6 +862,9 @@ impl Store for SqliteStore {
             mapped: write.mapped,
             deleted_at: None,
         };
+        self.emit_written(&mut tx, connection_id, Some(&current), &resource, &delta)
+            .await?;
+        tx.commit().await?;
         Ok(WriteOutcome {
             resource,
             members: delta,
@@ -810,17 +879,31 @@ impl Store for SqliteStore {
         expected_version: Option<i64>,
     ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, version FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
+        ))
         .bind(connection_id)
         .bind(kind.as_str())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((seq, version)) = row else {
+        let Some(row) = row else {
             return Err(StoreError::NotFound(kind.as_str()));
         };
+        let (seq, before) = resource_from_row(&row)?;
+        let version = before.version;
+        let groups = match kind {
+            Kind::User => group_summaries(&mut tx, connection_id, id).await?,
+            Kind::Group => Vec::new(),
+        };
+        if let Some(connection) = connection_in(&mut tx, connection_id).await? {
+            let events = self.events.events(Effect::ResourceDeleted {
+                connection: &connection,
+                resource: &before,
+                groups: &groups,
+            });
+            insert_events(&mut tx, events).await?;
+        }
         if let Some(expected) = expected_version {
             if expected != version {
                 return Err(StoreError::VersionMismatch {
@@ -1120,6 +1203,91 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn sequence_events(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        self.read_events(query).await
+    }
+
+    async fn last_sequence(&self) -> StoreResult<i64> {
+        self.max_sequence().await
+    }
+
+    async fn prune_events(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        self.prune_events_before(before).await
+    }
+
+    async fn warn_expiring_keys(&self, until: OffsetDateTime) -> StoreResult<u64> {
+        self.warn_keys_expiring_before(until).await
+    }
+
+    async fn create_webhook_endpoint(
+        &self,
+        new: NewWebhookEndpoint,
+    ) -> StoreResult<WebhookEndpoint> {
+        self.insert_endpoint(new).await
+    }
+
+    async fn webhook_endpoint(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>> {
+        self.read_endpoint(id).await
+    }
+
+    async fn webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        self.read_endpoints().await
+    }
+
+    async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        update: WebhookEndpointUpdate,
+    ) -> StoreResult<Option<WebhookEndpoint>> {
+        self.change_endpoint(id, update).await
+    }
+
+    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool> {
+        self.remove_endpoint(id).await
+    }
+
+    async fn fan_out_events(&self, limit: u32) -> StoreResult<u64> {
+        self.fan_out(limit).await
+    }
+
+    async fn claim_webhook_streams(
+        &self,
+        streams: u32,
+        batch: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedStream>> {
+        self.claim_streams(streams, batch, lease).await
+    }
+
+    async fn complete_webhook_stream(&self, outcome: StreamOutcome) -> StoreResult<()> {
+        self.complete_stream(outcome).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        self.read_deliveries(endpoint_id, before, limit).await
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        endpoint_id: &str,
+        delivery_id: i64,
+    ) -> StoreResult<Option<i64>> {
+        self.retry_delivery(endpoint_id, delivery_id).await
+    }
+
+    async fn replay_webhook_events(&self, endpoint_id: &str, after: i64) -> StoreResult<u64> {
+        self.replay(endpoint_id, after).await
     }
 
     async fn recent_requests(

@@ -1250,6 +1250,726 @@ pub async fn indirect_membership_changes_bump_versions(store: &dyn Store) {
     );
 }
 
+/// The app's side of the outbox, reduced to what the store must get right: the events of an
+/// effect, typed by what happened, naming what they concern.
+pub fn describer() -> std::sync::Arc<dyn EventSource> {
+    std::sync::Arc::new(describe)
+}
+
+fn event(event_type: &str, connection: Option<&Connection>, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_type: event_type.to_owned(),
+        connection_id: connection.map(|c| c.id.clone()),
+        customer_id: connection.map(|c| c.customer_id.clone()),
+        data,
+        changes: json!([]),
+    }
+}
+
+fn describe(effect: Effect<'_>) -> Vec<NewEvent> {
+    match effect {
+        Effect::ConnectionCreated(c) => vec![event("connection.created", Some(c), json!({}))],
+        Effect::ConnectionUpdated { before, after } => vec![event(
+            "connection.updated",
+            Some(after),
+            json!({"previous_display_name": before.display_name}),
+        )],
+        Effect::ConnectionDeleted(c) => vec![event("connection.deleted", Some(c), json!({}))],
+        Effect::ScimKeyReset(c) => {
+            vec![event("connection.scim_api_key_reset", Some(c), json!({}))]
+        }
+        Effect::ScimKeyExpiring {
+            connection,
+            expires_at,
+        } => vec![event(
+            "connection.scim_api_key_expiring",
+            Some(connection),
+            json!({"expires_at": expires_at.unix_timestamp()}),
+        )],
+        Effect::ResourceWritten {
+            connection,
+            before,
+            after,
+            groups,
+            members,
+        } => {
+            let kind = after.kind.as_str().to_lowercase();
+            let mut events = Vec::new();
+            if before.is_none_or(|b| b.body != after.body) {
+                let verb = if before.is_some() {
+                    "updated"
+                } else {
+                    "created"
+                };
+                let groups: Vec<_> = groups.iter().map(|g| g.display_name.clone()).collect();
+                events.push(event(
+                    &format!("{kind}.{verb}"),
+                    Some(connection),
+                    json!({"id": after.id, "version": after.version, "groups": groups}),
+                ));
+            }
+            for m in &members.added {
+                events.push(event(
+                    "group.member_added",
+                    Some(connection),
+                    json!({"group": after.id, "member": m.id}),
+                ));
+            }
+            for id in &members.removed {
+                events.push(event(
+                    "group.member_removed",
+                    Some(connection),
+                    json!({"group": after.id, "member": id}),
+                ));
+            }
+            events
+        }
+        Effect::ResourceDeleted {
+            connection,
+            resource,
+            groups,
+        } => {
+            let groups: Vec<_> = groups.iter().map(|g| g.display_name.clone()).collect();
+            vec![event(
+                &format!("{}.deleted", resource.kind.as_str().to_lowercase()),
+                Some(connection),
+                json!({"id": resource.id, "groups": groups}),
+            )]
+        }
+        Effect::EndpointDisabled(w) => {
+            vec![event(
+                "webhook_endpoint.disabled",
+                None,
+                json!({"id": w.id}),
+            )]
+        }
+    }
+}
+
+fn all(after: i64) -> EventQuery {
+    EventQuery {
+        after,
+        limit: 1000,
+        ..EventQuery::default()
+    }
+}
+
+async fn events_after(store: &dyn Store, after: i64) -> Vec<Event> {
+    store.sequence_events().await.expect("sequence");
+    store.events(&all(after)).await.expect("events")
+}
+
+fn types(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+pub async fn writes_emit_their_events_atomically(store: &dyn Store) {
+    let (new, key) = new_connection("outbox");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let (other, other_key) = new_connection("elsewhere");
+    let other = store
+        .create_connection(other, other_key)
+        .await
+        .expect("other");
+    store
+        .create_resource(&c.id, Kind::User, "u1", user("ada", "ada@x.org"))
+        .await
+        .expect("u1");
+    store
+        .update_resource(&c.id, Kind::User, "u1", None, user("ada", "ada@x.org"))
+        .await
+        .expect("same state again");
+    store
+        .update_resource(&c.id, Kind::User, "u1", None, user("ada", "ada@y.org"))
+        .await
+        .expect("new email");
+    let taken = store
+        .create_resource(&c.id, Kind::User, "u9", user("ADA", "other@x.org"))
+        .await;
+    assert!(matches!(taken, Err(StoreError::UserNameTaken(_))));
+    store
+        .create_resource(&c.id, Kind::User, "u2", user("bob", "bob@x.org"))
+        .await
+        .expect("u2");
+    store
+        .create_resource(
+            &c.id,
+            Kind::Group,
+            "g",
+            group("eng", vec![MemberOp::Add(member("u1"))]),
+        )
+        .await
+        .expect("group");
+    store
+        .update_resource(
+            &c.id,
+            Kind::Group,
+            "g",
+            None,
+            group("eng", vec![MemberOp::Add(member("u1"))]),
+        )
+        .await
+        .expect("member already there");
+    store
+        .update_resource(
+            &c.id,
+            Kind::Group,
+            "g",
+            None,
+            group(
+                "eng",
+                vec![MemberOp::Remove("u1".into()), MemberOp::Add(member("u2"))],
+            ),
+        )
+        .await
+        .expect("swap members");
+    store
+        .update_resource(&c.id, Kind::User, "u2", None, user("bob", "bob@y.org"))
+        .await
+        .expect("bob changes");
+    store
+        .delete_resource(&c.id, Kind::User, "u2", None)
+        .await
+        .expect("delete bob");
+    store
+        .create_resource(&other.id, Kind::User, "o1", user("ola", "ola@x.org"))
+        .await
+        .expect("other user");
+
+    let events = events_after(store, 0).await;
+    assert_eq!(
+        types(&events),
+        [
+            "connection.created",
+            "connection.created",
+            "user.created",
+            "user.updated",
+            "user.created",
+            "group.created",
+            "group.member_added",
+            "group.member_added",
+            "group.member_removed",
+            "user.updated",
+            "user.deleted",
+            "user.created"
+        ],
+        "one event per change, none for writes that changed nothing or failed"
+    );
+    for pair in events.windows(2) {
+        assert!(pair[0].sequence < pair[1].sequence, "strictly ordered");
+        assert_ne!(pair[0].id, pair[1].id);
+    }
+    assert_eq!(events[3].data["version"], 2, "the no-op kept the version");
+    assert_eq!(
+        events[9].data["groups"],
+        json!(["eng"]),
+        "the user's groups, read in the write's transaction"
+    );
+    assert_eq!(events[10].data["groups"], json!(["eng"]));
+    assert_eq!(events[2].customer_id.as_deref(), Some("outbox"));
+
+    let mine = store
+        .events(&EventQuery {
+            connection_id: Some(c.id.clone()),
+            ..all(0)
+        })
+        .await
+        .expect("by connection");
+    assert_eq!(mine.len(), 10);
+    let theirs = store
+        .events(&EventQuery {
+            customer_id: Some("elsewhere".into()),
+            ..all(0)
+        })
+        .await
+        .expect("by customer");
+    assert_eq!(types(&theirs), ["connection.created", "user.created"]);
+    let members = store
+        .events(&EventQuery {
+            types: vec!["group.member_added".into(), "group.member_removed".into()],
+            ..all(events[6].sequence)
+        })
+        .await
+        .expect("by type, after a cursor");
+    assert_eq!(
+        types(&members),
+        ["group.member_added", "group.member_removed"]
+    );
+    let page = store
+        .events(&EventQuery {
+            limit: 2,
+            ..all(events[0].sequence)
+        })
+        .await
+        .expect("page");
+    assert_eq!(page, events[1..3]);
+
+    let last = events.last().map_or(0, |e| e.sequence);
+    assert_eq!(store.last_sequence().await.expect("last"), last);
+    store
+        .update_connection(
+            &c.id,
+            ConnectionUpdate {
+                display_name: Some(Some("Renamed".into())),
+                ..ConnectionUpdate::default()
+            },
+        )
+        .await
+        .expect("rename");
+    store
+        .replace_scim_key(
+            &c.id,
+            NewScimKey {
+                hash: b"next".to_vec(),
+                expires_at: None,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("reset key");
+    assert!(store.delete_connection(&c.id).await.expect("delete"));
+    let later = events_after(store, last).await;
+    assert_eq!(
+        types(&later),
+        [
+            "connection.updated",
+            "connection.scim_api_key_reset",
+            "connection.deleted"
+        ]
+    );
+    assert_eq!(later[0].data["previous_display_name"], "outbox Inc");
+    assert_eq!(
+        events_after(store, 0).await.len(),
+        events.len() + 3,
+        "events outlive their connection"
+    );
+}
+
+/// Many writers at once, and a reader following with a cursor: the reader sees every event
+/// exactly once, in a sequence without holes.
+pub async fn concurrent_writers_never_make_a_reader_skip(store: &dyn Store) {
+    let (new, key) = new_connection("busy");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let start = events_after(store, 0).await.len();
+    let writers = 8;
+    let per_writer = 25;
+    let write_all = async {
+        let tasks = (0..writers).map(|w| {
+            let id = c.id.clone();
+            async move {
+                for i in 0..per_writer {
+                    let name = format!("w{w}-{i}");
+                    store
+                        .create_resource(&id, Kind::User, &name, user(&name, "x@x.org"))
+                        .await
+                        .expect("write");
+                    if i % 5 == 0 {
+                        store.sequence_events().await.expect("sequence");
+                    }
+                }
+            }
+        });
+        futures::future::join_all(tasks).await;
+    };
+    let read_all = async {
+        let mut seen: Vec<Event> = Vec::new();
+        let mut cursor = 0;
+        let wanted = start + writers * per_writer;
+        for _ in 0..20_000 {
+            store.sequence_events().await.expect("sequence");
+            let page = store.events(&all(cursor)).await.expect("read");
+            for e in &page {
+                assert_eq!(e.sequence, cursor + 1, "no hole after {cursor}");
+                cursor = e.sequence;
+            }
+            seen.extend(page);
+            if seen.len() >= wanted {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(write_all, read_all);
+    let everything = events_after(store, 0).await;
+    assert_eq!(seen.len(), start + writers * per_writer);
+    assert_eq!(seen, everything, "the follower saw exactly the final log");
+}
+
+fn endpoint(url: &str, types: &[&str], connection: Option<&str>) -> NewWebhookEndpoint {
+    NewWebhookEndpoint {
+        id: uuid::Uuid::new_v4().to_string(),
+        url: url.to_owned(),
+        description: None,
+        event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+        connection_id: connection.map(str::to_owned),
+        enabled: true,
+        secret: "whsec_c2VjcmV0".into(),
+    }
+}
+
+fn attempt(delivery: &Delivery, success: bool) -> Attempt {
+    Attempt {
+        delivery_id: delivery.id,
+        at: OffsetDateTime::now_utc(),
+        success,
+        status_code: Some(if success { 204 } else { 503 }),
+        latency_ms: 3,
+        response: (!success).then(|| "down".to_owned()),
+        error: None,
+    }
+}
+
+fn outcome(
+    stream: &ClaimedStream,
+    attempts: Vec<Attempt>,
+    retry_in: Option<Duration>,
+) -> StreamOutcome {
+    StreamOutcome {
+        endpoint_id: stream.endpoint.id.clone(),
+        stream: stream.stream.clone(),
+        lease: stream.lease.clone(),
+        attempts,
+        retry_at: retry_in.map(|d| OffsetDateTime::now_utc() + d),
+        retry_window: Duration::days(3),
+    }
+}
+
+async fn claim(store: &dyn Store) -> Vec<ClaimedStream> {
+    store.sequence_events().await.expect("sequence");
+    store.fan_out_events(1000).await.expect("fan out");
+    let mut claimed = store
+        .claim_webhook_streams(16, 10, std::time::Duration::from_secs(30))
+        .await
+        .expect("claim");
+    claimed.sort_by(|a, b| (&a.endpoint.url, &a.stream).cmp(&(&b.endpoint.url, &b.stream)));
+    claimed
+}
+
+fn user_ids(stream: &ClaimedStream) -> Vec<String> {
+    stream
+        .deliveries
+        .iter()
+        .map(|d| d.event.data["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+pub async fn webhook_queues_deliver_in_order_per_connection(store: &dyn Store) {
+    let (a, key) = new_connection("a");
+    let a = store.create_connection(a, key).await.expect("a");
+    let (b, key) = new_connection("b");
+    let b = store.create_connection(b, key).await.expect("b");
+    store
+        .create_resource(&a.id, Kind::User, "before", user("before", "b@x.org"))
+        .await
+        .expect("a user from before the endpoint");
+    store.sequence_events().await.expect("sequence");
+    let all_types = store
+        .create_webhook_endpoint(endpoint("http://e.example/all", &[], None))
+        .await
+        .expect("endpoint");
+    let only_a = store
+        .create_webhook_endpoint(endpoint(
+            "http://e.example/a",
+            &["user.created"],
+            Some(&a.id),
+        ))
+        .await
+        .expect("filtered endpoint");
+    assert_eq!(store.webhook_endpoints().await.expect("list").len(), 2);
+    for (conn, id) in [(&a, "u1"), (&b, "u2"), (&a, "u3")] {
+        store
+            .create_resource(&conn.id, Kind::User, id, user(id, "u@x.org"))
+            .await
+            .expect("user");
+    }
+    store
+        .update_resource(&a.id, Kind::User, "u1", None, user("u1", "new@x.org"))
+        .await
+        .expect("update");
+
+    let mut claimed = claim(store).await;
+    claimed.sort_by_key(|s| (s.endpoint.url.clone(), s.stream == b.id));
+    let shape: Vec<(&str, String, Vec<String>)> = claimed
+        .iter()
+        .map(|s| {
+            let conn = if s.stream == a.id { "A" } else { "B" };
+            (s.endpoint.url.as_str(), conn.to_owned(), user_ids(s))
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (
+                "http://e.example/a",
+                "A".to_owned(),
+                vec!["u1".to_owned(), "u3".to_owned()]
+            ),
+            (
+                "http://e.example/all",
+                "A".to_owned(),
+                vec!["u1".to_owned(), "u3".to_owned(), "u1".to_owned()]
+            ),
+            (
+                "http://e.example/all",
+                "B".to_owned(),
+                vec!["u2".to_owned()]
+            ),
+        ],
+        "only events after the endpoint's creation, filtered, in order per connection"
+    );
+    assert!(
+        store
+            .claim_webhook_streams(16, 10, std::time::Duration::from_secs(30))
+            .await
+            .expect("claim again")
+            .is_empty(),
+        "leased streams are handed out once"
+    );
+    let (to_a, all_a, all_b) = (&claimed[0], &claimed[1], &claimed[2]);
+    // The endpoint fails on u3: u1 is done, u3 and everything after it wait.
+    store
+        .complete_webhook_stream(outcome(
+            all_a,
+            vec![
+                attempt(&all_a.deliveries[0], true),
+                attempt(&all_a.deliveries[1], false),
+            ],
+            Some(Duration::hours(1)),
+        ))
+        .await
+        .expect("partial failure");
+    for s in [to_a, all_b] {
+        let attempts = s.deliveries.iter().map(|d| attempt(d, true)).collect();
+        store
+            .complete_webhook_stream(outcome(s, attempts, None))
+            .await
+            .expect("success");
+    }
+    assert!(
+        claim(store).await.is_empty(),
+        "the failed stream waits for its retry; the others are drained"
+    );
+    // Another connection's events are not held back by A's failure.
+    store
+        .create_resource(&b.id, Kind::User, "u4", user("u4", "u@x.org"))
+        .await
+        .expect("user");
+    let claimed = claim(store).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(user_ids(&claimed[0]), ["u4"]);
+    store
+        .complete_webhook_stream(outcome(
+            &claimed[0],
+            vec![attempt(&claimed[0].deliveries[0], true)],
+            None,
+        ))
+        .await
+        .expect("done");
+
+    let log = store
+        .webhook_deliveries(&all_types.id, None, 100)
+        .await
+        .expect("deliveries");
+    assert_eq!(log.len(), 5);
+    let failed = log
+        .iter()
+        .find(|d| d.state == DeliveryState::Pending && !d.attempts.is_empty())
+        .expect("the failed delivery");
+    assert_eq!(failed.attempts.len(), 1);
+    assert_eq!(failed.attempts[0].status_code, Some(503));
+    assert_eq!(failed.attempts[0].response.as_deref(), Some("down"));
+    assert!(failed.next_attempt_at.is_some());
+    let page = store
+        .webhook_deliveries(&all_types.id, Some(log[1].id), 2)
+        .await
+        .expect("older page");
+    assert_eq!(page, log[2..4]);
+
+    let retried = store
+        .retry_webhook_delivery(&all_types.id, failed.id)
+        .await
+        .expect("retry");
+    assert_eq!(retried, Some(failed.id));
+    let claimed = claim(store).await;
+    assert_eq!(user_ids(&claimed[0]), ["u3", "u1"], "the retry comes first");
+    assert_eq!(claimed[0].deliveries[0].attempts, 1);
+    let attempts = claimed[0]
+        .deliveries
+        .iter()
+        .map(|d| attempt(d, true))
+        .collect();
+    store
+        .complete_webhook_stream(outcome(&claimed[0], attempts, None))
+        .await
+        .expect("drained");
+
+    assert_eq!(
+        store
+            .replay_webhook_events(&only_a.id, 0)
+            .await
+            .expect("replay"),
+        3,
+        "a replay reaches back before the endpoint existed"
+    );
+    // A dispatcher that dies holding a lease: once it lapses, the stream is handed out again.
+    store.sequence_events().await.expect("sequence");
+    let lapsed = store
+        .claim_webhook_streams(16, 10, std::time::Duration::ZERO)
+        .await
+        .expect("claim");
+    assert_eq!(lapsed.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let again = claim(store).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(user_ids(&again[0]), ["before", "u1", "u3"]);
+    store
+        .complete_webhook_stream(outcome(&lapsed[0], vec![], None))
+        .await
+        .expect("a stale lease records nothing");
+    assert!(claim(store).await.is_empty(), "the new lease still holds");
+    let delivered = store
+        .retry_webhook_delivery(&only_a.id, again[0].deliveries[0].id)
+        .await
+        .expect("retry pending");
+    assert!(delivered.is_some());
+    assert_eq!(
+        store
+            .retry_webhook_delivery(&only_a.id, i64::MAX)
+            .await
+            .expect("retry unknown"),
+        None
+    );
+
+    assert!(store
+        .delete_webhook_endpoint(&only_a.id)
+        .await
+        .expect("delete"));
+    assert!(store
+        .webhook_endpoint(&only_a.id)
+        .await
+        .expect("read")
+        .is_none());
+}
+
+pub async fn failing_endpoints_are_disabled_and_resume_when_enabled(store: &dyn Store) {
+    let (a, key) = new_connection("a");
+    let a = store.create_connection(a, key).await.expect("a");
+    let hook = store
+        .create_webhook_endpoint(endpoint("http://down.example", &[], None))
+        .await
+        .expect("endpoint");
+    store
+        .create_resource(&a.id, Kind::User, "u1", user("u1", "u@x.org"))
+        .await
+        .expect("user");
+    let claimed = claim(store).await;
+    let mut failure = outcome(
+        &claimed[0],
+        vec![attempt(&claimed[0].deliveries[0], false)],
+        Some(Duration::ZERO),
+    );
+    failure.retry_window = Duration::ZERO;
+    store
+        .complete_webhook_stream(failure)
+        .await
+        .expect("failure");
+    let disabled = store
+        .webhook_endpoint(&hook.id)
+        .await
+        .expect("read")
+        .expect("still there");
+    assert!(!disabled.enabled);
+    assert!(disabled
+        .disabled_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("retry window")));
+    let events = events_after(store, 0).await;
+    assert_eq!(
+        events.last().map(|e| e.event_type.as_str()),
+        Some("webhook_endpoint.disabled")
+    );
+    assert!(claim(store).await.is_empty(), "a disabled endpoint waits");
+    store
+        .update_webhook_endpoint(
+            &hook.id,
+            WebhookEndpointUpdate {
+                enabled: Some(true),
+                ..WebhookEndpointUpdate::default()
+            },
+        )
+        .await
+        .expect("enable");
+    let resumed = claim(store).await;
+    let resumed: Vec<_> = resumed
+        .iter()
+        .map(|s| (s.stream == a.id, user_ids(s)))
+        .collect();
+    assert!(
+        resumed.contains(&(true, vec!["u1".to_owned()])),
+        "the queue resumes where it stopped: {resumed:?}"
+    );
+    assert_eq!(resumed.len(), 2, "the disable event went to its own queue");
+}
+
+pub async fn events_are_pruned_and_expiring_keys_warned_once(store: &dyn Store) {
+    let (new, mut key) = new_connection("expiring");
+    key.expires_at = Some(OffsetDateTime::now_utc() + Duration::days(5));
+    let c = store.create_connection(new, key).await.expect("connection");
+    let (forever, key) = new_connection("forever");
+    store
+        .create_connection(forever, key)
+        .await
+        .expect("connection without expiry");
+    let until = OffsetDateTime::now_utc() + Duration::days(14);
+    assert_eq!(store.warn_expiring_keys(until).await.expect("warn"), 1);
+    assert_eq!(
+        store.warn_expiring_keys(until).await.expect("again"),
+        0,
+        "once per key"
+    );
+    let events = events_after(store, 0).await;
+    let warning = events
+        .iter()
+        .find(|e| e.event_type == "connection.scim_api_key_expiring")
+        .expect("warning");
+    assert_eq!(warning.connection_id.as_deref(), Some(c.id.as_str()));
+    let hook = store
+        .create_webhook_endpoint(endpoint("http://e.example", &[], None))
+        .await
+        .expect("endpoint");
+    store
+        .create_resource(&c.id, Kind::User, "u1", user("u1", "u@x.org"))
+        .await
+        .expect("user");
+    assert_eq!(claim(store).await.len(), 1);
+    assert_eq!(
+        store
+            .prune_events(OffsetDateTime::now_utc() - Duration::hours(1))
+            .await
+            .expect("prune nothing"),
+        0
+    );
+    let total = events_after(store, 0).await.len() as u64;
+    assert_eq!(
+        store
+            .prune_events(OffsetDateTime::now_utc() + Duration::seconds(1))
+            .await
+            .expect("prune"),
+        total
+    );
+    assert!(events_after(store, 0).await.is_empty());
+    assert!(store
+        .webhook_deliveries(&hook.id, None, 10)
+        .await
+        .expect("deliveries")
+        .is_empty());
+    assert!(
+        store.last_sequence().await.expect("last") >= total as i64,
+        "sequences are not reused"
+    );
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -1265,7 +1985,12 @@ macro_rules! store_suite {
             request_log_keeps_the_newest,
             mapping_generations_and_leases,
             deleted_users_stay_readable_until_pruned,
-            indirect_membership_changes_bump_versions
+            indirect_membership_changes_bump_versions,
+            writes_emit_their_events_atomically,
+            concurrent_writers_never_make_a_reader_skip,
+            webhook_queues_deliver_in_order_per_connection,
+            failing_endpoints_are_disabled_and_resume_when_enabled,
+            events_are_pruned_and_expiring_keys_warned_once
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
