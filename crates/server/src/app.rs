@@ -16,6 +16,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::request_log::RequestLog;
+use crate::webhooks::WebhookSettings;
 use crate::{management, ops, scim};
 
 /// The largest page a list returns (advertised as `filter.maxResults`).
@@ -52,6 +53,14 @@ pub struct AppState {
     pub patch_response_member_limit: u64,
     /// How long users deleted through SCIM stay readable in the directory API.
     pub deleted_user_retention: time::Duration,
+    /// How long events stay in the log (and queued for webhooks).
+    pub event_retention: time::Duration,
+    /// How long before a SCIM key expires `connection.scim_api_key_expiring` is sent.
+    pub key_expiry_warning: time::Duration,
+    pub webhooks: WebhookSettings,
+    /// Wakes the webhook dispatcher after a write, so events go out without waiting for a poll.
+    pub events_written: tokio::sync::Notify,
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -71,6 +80,9 @@ pub struct Settings {
     pub scim_rate_limit: u32,
     pub patch_response_member_limit: u64,
     pub deleted_user_retention_days: u32,
+    pub event_retention_days: u32,
+    pub key_expiry_warning_days: u32,
+    pub webhooks: WebhookSettings,
 }
 
 async fn fallback(request: Request) -> Response {
@@ -79,6 +91,20 @@ async fn fallback(request: Request) -> Response {
     } else {
         (StatusCode::NOT_FOUND, "not found").into_response()
     }
+}
+
+/// After any request that may have written, wakes the webhook dispatcher.
+async fn wake_dispatcher(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let writes = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if writes && response.status().is_success() {
+        state.events_written.notify_one();
+    }
+    response
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
@@ -92,6 +118,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(management::router(state.clone()))
         .merge(ops::router())
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            wake_dispatcher,
+        ))
         .layer(middleware::from_fn(management::error::attach_request_id))
         .layer(middleware::from_fn(ops::record))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
@@ -106,7 +136,7 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     log_writer: tokio::task::JoinHandle<()>,
-    /// The mapping recompute and retention tasks.
+    /// The mapping recompute, retention and webhook dispatch tasks.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -129,15 +159,21 @@ impl Server {
             deleted_user_retention: time::Duration::days(i64::from(
                 settings.deleted_user_retention_days,
             )),
+            event_retention: time::Duration::days(i64::from(settings.event_retention_days)),
+            key_expiry_warning: time::Duration::days(i64::from(settings.key_expiry_warning_days)),
+            webhooks: settings.webhooks,
+            events_written: tokio::sync::Notify::new(),
+            http: crate::webhooks::sender::client(),
         });
         ops::prometheus();
         let mapping_worker = crate::mapping_worker::start(state.clone());
         let retention = crate::retention::start(state.clone());
+        let dispatcher = crate::webhooks::dispatcher::start(state.clone());
         Ok(Server {
             listener,
             app: router(state, settings.max_body_bytes),
             log_writer,
-            background: vec![mapping_worker, retention],
+            background: vec![mapping_worker, retention, dispatcher],
         })
     }
 

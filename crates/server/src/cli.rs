@@ -20,8 +20,13 @@ pub enum CliError {
     UnknownKey(String),
 }
 
-pub async fn open_store(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
-    Ok(scimgate_store::open(&db.database_url).await?)
+/// The public URL for commands that run without a server; nothing they write emits events.
+const OFFLINE: &str = "";
+
+/// Opens the store; `public_url` goes into the connection URLs that events carry.
+pub async fn open_store(db: &DatabaseArgs, public_url: &str) -> Result<Arc<dyn Store>, CliError> {
+    let events = Arc::new(crate::events::Describer::new(public_url));
+    Ok(scimgate_store::open(&db.database_url, events).await?)
 }
 
 fn init_logging(format: LogFormat) {
@@ -36,7 +41,7 @@ fn init_logging(format: LogFormat) {
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
-    let store = open_store(&args.db).await?;
+    let store = open_store(&args.db, &args.public_url()).await?;
     if args.integration_key.is_none()
         && store
             .integration_keys()
@@ -59,6 +64,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         scim_rate_limit: args.scim_rate_limit,
         patch_response_member_limit: args.patch_response_member_limit,
         deleted_user_retention_days: args.deleted_user_retention_days,
+        event_retention_days: args.event_retention_days,
+        key_expiry_warning_days: args.key_expiry_warning_days,
+        webhooks: args.webhooks(),
     };
     let server = Server::bind(store, args.listen, settings).await?;
     tracing::info!(address = %server.local_addr()?, public_url = %args.public_url(), "scimgate is listening");
@@ -69,7 +77,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
 async fn integration_keys(command: IntegrationKeyCommand) -> Result<(), CliError> {
     match command {
         IntegrationKeyCommand::Create { name, db } => {
-            let store = open_store(&db).await?;
+            let store = open_store(&db, OFFLINE).await?;
             let key = secrets::new_integration_key();
             let record = store
                 .create_integration_key(&name, &secrets::hash(&key))
@@ -81,7 +89,7 @@ async fn integration_keys(command: IntegrationKeyCommand) -> Result<(), CliError
             );
         }
         IntegrationKeyCommand::List { db } => {
-            let store = open_store(&db).await?;
+            let store = open_store(&db, OFFLINE).await?;
             for key in store.integration_keys().await? {
                 let state = match key.revoked_at {
                     Some(_) => "revoked",
@@ -91,7 +99,7 @@ async fn integration_keys(command: IntegrationKeyCommand) -> Result<(), CliError
             }
         }
         IntegrationKeyCommand::Revoke { id, db } => {
-            let store = open_store(&db).await?;
+            let store = open_store(&db, OFFLINE).await?;
             if !store.revoke_integration_key(&id).await? {
                 return Err(CliError::UnknownKey(id));
             }
@@ -114,7 +122,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::IntegrationKeys(command) => integration_keys(command).await,
-            Command::Migrate(db) => open_store(&db)
+            Command::Migrate(db) => open_store(&db, OFFLINE)
                 .await
                 .map(|_| println!("migrations applied")),
         }

@@ -103,9 +103,45 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub deleted_user_retention_days: u32,
+    /// Days events stay in the log (`GET /v1/events`) and queued for webhooks.
+    #[arg(long, env = "SCIMGATE_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u32,
+    /// Days before a SCIM API key expires that `connection.scim_api_key_expiring` is sent.
+    #[arg(long, env = "SCIMGATE_KEY_EXPIRY_WARNING_DAYS", default_value_t = 14)]
+    pub key_expiry_warning_days: u32,
+    /// Seconds a webhook attempt may take, from connecting to the end of the response.
+    #[arg(long, env = "SCIMGATE_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+    /// Milliseconds before the first retry of a failed webhook; each retry doubles it.
+    #[arg(long, env = "SCIMGATE_WEBHOOK_BACKOFF_BASE_MS", default_value_t = 5000)]
+    pub webhook_backoff_base_ms: u64,
+    /// The longest wait between two retries, in seconds.
+    #[arg(
+        long,
+        env = "SCIMGATE_WEBHOOK_BACKOFF_MAX_SECS",
+        default_value_t = 3600
+    )]
+    pub webhook_backoff_max_secs: u64,
+    /// Seconds an endpoint may keep failing before it is disabled (default three days).
+    #[arg(
+        long,
+        env = "SCIMGATE_WEBHOOK_RETRY_WINDOW_SECS",
+        default_value_t = 259_200
+    )]
+    pub webhook_retry_window_secs: u64,
 }
 
 impl ServeArgs {
+    pub fn webhooks(&self) -> crate::webhooks::WebhookSettings {
+        use std::time::Duration;
+        crate::webhooks::WebhookSettings {
+            timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            backoff_base: Duration::from_millis(self.webhook_backoff_base_ms.max(1)),
+            backoff_max: Duration::from_secs(self.webhook_backoff_max_secs.max(1)),
+            retry_window: Duration::from_secs(self.webhook_retry_window_secs),
+        }
+    }
+
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod management;
 pub mod mapping_worker;
 pub mod ops;
@@ -13,3 +14,4 @@ pub mod request_log;
 pub mod retention;
 pub mod scim;
 pub mod secrets;
+pub mod webhooks;

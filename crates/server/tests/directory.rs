@@ -374,7 +374,7 @@ async fn mapped_users_are_stored_and_recomputed_after_changes(backend: Backend) 
     let connection = wait_until_mapped(&server, &c.id).await;
     assert_eq!(connection["mapping_status"]["users"], 30);
     assert_eq!(connection["mapping_status"]["users_mapped"], 30);
-    let store = server.database.open().await;
+    let store = server.database.open(&server.base).await;
     let stored = store
         .resource(&c.id, Kind::User, &ids[0], Load::default())
         .await

@@ -205,7 +205,7 @@ async fn a_lost_database_gives_fast_503s_and_the_service_recovers_by_itself() {
         db.url
     );
     let store = Arc::new(
-        PgStore::open(&relayed_url)
+        PgStore::open(&relayed_url, describer("http://relayed.test"))
             .await
             .expect("open through the relay"),
     );

@@ -123,6 +123,8 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// The Standard Webhooks signing secret (`whsec_…`). Kept as is: signing needs it.
     pub secret: String,
+    /// The secret before the last rotation, while it is still valid.
+    pub previous_secret: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -158,7 +160,9 @@ pub struct WebhookEndpointUpdate {
     pub connection_id: Option<Option<String>>,
     /// Enabling an endpoint resumes its queue where it stopped, with fresh retry windows.
     pub enabled: Option<bool>,
+    /// A new signing secret; the current one keeps signing too until `previous_secret_until`.
     pub secret: Option<String>,
+    pub previous_secret_until: Option<OffsetDateTime>,
 }
 
 /// One event waiting for (or given to) one endpoint.

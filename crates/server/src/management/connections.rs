@@ -76,7 +76,7 @@ pub struct ConnectionView {
     pub updated_at: String,
 }
 
-pub(super) fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -92,7 +92,7 @@ fn scim_base_url(public_url: &str, connection: &Connection) -> String {
 }
 
 impl ConnectionView {
-    pub fn new(state: &AppState, c: &Connection) -> Self {
+    pub fn new(public_url: &str, c: &Connection) -> Self {
         ConnectionView {
             connection_id: c.id.clone(),
             customer_id: c.customer_id.clone(),
@@ -100,7 +100,7 @@ impl ConnectionView {
             identity_provider: c.identity_provider.clone(),
             status: c.status.as_str().to_owned(),
             strict_members: c.strict_members,
-            scim_base_url: scim_base_url(&state.public_url, c),
+            scim_base_url: scim_base_url(public_url, c),
             scim_api_key_expires_at: c
                 .scim_api_key_expires_at
                 .map(OffsetDateTime::unix_timestamp),
@@ -198,7 +198,7 @@ pub struct RequestLogView {
     pub requests: Vec<RequestLogEntry>,
 }
 
-pub(super) fn parse_body<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(
     body: Result<Bytes, BytesRejection>,
     allow_empty: bool,
 ) -> Result<T, ApiError> {
@@ -334,7 +334,7 @@ pub async fn create(
             },
         )
         .await?;
-    let view = ConnectionView::new(&state, &connection);
+    let view = ConnectionView::new(&state.public_url, &connection);
     let body = CreatedConnection {
         connection_id: id,
         scim_api_key: key,
@@ -359,7 +359,7 @@ pub async fn fetch(
         .connection(&id)
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
-    let mut view = ConnectionView::new(&state, &connection);
+    let mut view = ConnectionView::new(&state.public_url, &connection);
     view.mapping_status = Some(mapping_status(&state, &connection.id).await?);
     Ok(Json(view))
 }
@@ -382,7 +382,7 @@ pub async fn list(
         let found = state.store.connection_by_customer(customer_id).await?;
         let connections = found
             .iter()
-            .map(|c| ConnectionView::new(&state, c))
+            .map(|c| ConnectionView::new(&state.public_url, c))
             .collect();
         return Ok(Json(ConnectionList {
             connections,
@@ -407,7 +407,7 @@ pub async fn list(
     let connections: Vec<ConnectionView> = page
         .iter()
         .take(limit as usize)
-        .map(|c| ConnectionView::new(&state, c))
+        .map(|c| ConnectionView::new(&state.public_url, c))
         .collect();
     let next_cursor = if more {
         connections.last().map(|c| c.connection_id.clone())
@@ -466,7 +466,7 @@ pub async fn update(
         .update_connection(&id, update)
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
-    let mut view = ConnectionView::new(&state, &connection);
+    let mut view = ConnectionView::new(&state.public_url, &connection);
     view.mapping_status = Some(mapping_status(&state, &connection.id).await?);
     Ok(Json(view))
 }
@@ -516,7 +516,7 @@ pub async fn reset_key(
         .ok_or(ApiError::NotFound("connection"))?;
     Ok(Json(ResetKeyResponse {
         scim_api_key: key,
-        connection: ConnectionView::new(&state, &connection),
+        connection: ConnectionView::new(&state.public_url, &connection),
     }))
 }
 

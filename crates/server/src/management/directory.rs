@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use scimgate_mapping::{validate, GroupRef, Mapped, Mapping, Warning};
-use scimgate_protocol::{Filter, Projection};
+use scimgate_protocol::{Filter, Projection, ResourceSchemas};
 use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, StoreResult, StoredResource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -129,7 +129,12 @@ pub struct Preview {
 /// The connection's effective mapping. Mappings are validated when saved; one that no longer
 /// validates (a schema changed under it) falls back to the preset, loudly.
 pub fn mapping_of(state: &AppState, connection: &Connection) -> Mapping {
-    let custom = connection.custom_mapping.as_ref().and_then(|m| match validate(m, &state.view(Kind::User)) {
+    mapping_for(&state.view(Kind::User), connection)
+}
+
+/// [`mapping_of`] with the user schemas given, for code that has no [`AppState`].
+pub fn mapping_for(users: &ResourceSchemas<'_>, connection: &Connection) -> Mapping {
+    let custom = connection.custom_mapping.as_ref().and_then(|m| match validate(m, users) {
         Ok(valid) => Some(valid),
         Err(errors) => {
             tracing::warn!(connection_id = %connection.id, ?errors, "stored custom_mapping no longer validates; using the preset");
@@ -232,41 +237,52 @@ impl<'a> Viewer<'a> {
         include_raw: bool,
     ) -> Result<UserView, ApiError> {
         let mapped = self.mapped(user).await?;
-        let memberships = user.groups.clone().unwrap_or_default();
-        let active = user.body["active"].as_bool().unwrap_or(true);
-        let property = |name: &str| mapped.properties.get(name).cloned();
-        Ok(UserView {
-            user_id: user.id.clone(),
-            connection_id: self.connection.id.clone(),
-            customer_id: self.connection.customer_id.clone(),
-            user_key: mapped.user_key.clone(),
-            user_name: user.body["userName"].as_str().map(str::to_owned),
-            external_id: user.body["externalId"].as_str().map(str::to_owned),
-            email: property("email"),
-            given_name: property("given_name"),
-            family_name: property("family_name"),
-            display_name: property("display_name"),
-            active,
-            state: match (user.deleted_at, active) {
-                (Some(_), _) => "deleted",
-                (None, true) => "active",
-                (None, false) => "inactive",
-            }
-            .to_owned(),
-            groups: memberships
-                .iter()
-                .map(|m| UserGroup {
-                    group_id: m.id.clone(),
-                    display_name: m.display.clone(),
-                })
-                .collect(),
-            roles: mapped.roles,
-            properties: mapped.properties,
-            warnings: mapped.warnings,
-            created_at: rfc3339(user.created),
-            updated_at: rfc3339(user.last_modified),
-            raw: include_raw.then(|| self.mapping.raw_view(&self.scim(user))),
-        })
+        let raw = include_raw.then(|| self.mapping.raw_view(&self.scim(user)));
+        Ok(render_user(self.connection, user, mapped, raw))
+    }
+}
+
+/// A user as the app sees it, from its mapped form; `user.groups` gives its memberships.
+pub(crate) fn render_user(
+    connection: &Connection,
+    user: &StoredResource,
+    mapped: Mapped,
+    raw: Option<Value>,
+) -> UserView {
+    let memberships = user.groups.clone().unwrap_or_default();
+    let active = user.body["active"].as_bool().unwrap_or(true);
+    let property = |name: &str| mapped.properties.get(name).cloned();
+    UserView {
+        user_id: user.id.clone(),
+        connection_id: connection.id.clone(),
+        customer_id: connection.customer_id.clone(),
+        user_key: mapped.user_key.clone(),
+        user_name: user.body["userName"].as_str().map(str::to_owned),
+        external_id: user.body["externalId"].as_str().map(str::to_owned),
+        email: property("email"),
+        given_name: property("given_name"),
+        family_name: property("family_name"),
+        display_name: property("display_name"),
+        active,
+        state: match (user.deleted_at, active) {
+            (Some(_), _) => "deleted",
+            (None, true) => "active",
+            (None, false) => "inactive",
+        }
+        .to_owned(),
+        groups: memberships
+            .iter()
+            .map(|m| UserGroup {
+                group_id: m.id.clone(),
+                display_name: m.display.clone(),
+            })
+            .collect(),
+        roles: mapped.roles,
+        properties: mapped.properties,
+        warnings: mapped.warnings,
+        created_at: rfc3339(user.created),
+        updated_at: rfc3339(user.last_modified),
+        raw,
     }
 }
 
@@ -408,7 +424,11 @@ pub async fn get_user(
     Ok(Json(viewer.view(&user, include_raw).await?))
 }
 
-fn group_view(connection_id: &str, group: &StoredResource, member_count: Option<u64>) -> GroupView {
+pub(crate) fn group_view(
+    connection_id: &str,
+    group: &StoredResource,
+    member_count: Option<u64>,
+) -> GroupView {
     GroupView {
         group_id: group.id.clone(),
         connection_id: connection_id.to_owned(),

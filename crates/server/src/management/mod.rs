@@ -1,6 +1,6 @@
 //! The app-facing management API at `/v1`, authenticated with an integration key.
 
-mod connections;
+pub(crate) mod connections;
 pub(crate) mod directory;
 pub mod error;
 
@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
-use crate::secrets;
+use crate::{events, secrets, webhooks};
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -36,11 +36,24 @@ use error::ApiError;
         directory::get_group,
         directory::list_members,
         directory::preview,
+        crate::events::list,
+        crate::webhooks::create,
+        crate::webhooks::list,
+        crate::webhooks::fetch,
+        crate::webhooks::update,
+        crate::webhooks::delete,
+        crate::webhooks::rotate_secret,
+        crate::webhooks::test,
+        crate::webhooks::deliveries,
+        crate::webhooks::retry,
+        crate::webhooks::replay,
     ),
     modifiers(&IntegrationKeyAuth),
     tags(
         (name = "connections", description = "SCIM connections"),
-        (name = "directory", description = "The users and groups of a connection, as the app's model sees them")
+        (name = "directory", description = "The users and groups of a connection, as the app's model sees them"),
+        (name = "events", description = "The log of every change, in order"),
+        (name = "webhooks", description = "Signed deliveries of the event log to the app")
     )
 )]
 pub struct ApiDoc;
@@ -100,6 +113,37 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/v1/connections/{connection_id}/mapping-preview",
             post(directory::preview),
+        )
+        .route("/v1/events", get(events::list))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}",
+            get(webhooks::fetch)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}/secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}/test",
+            post(webhooks::test),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
+        )
+        .route(
+            "/v1/webhook-endpoints/{webhook_endpoint_id}/replay",
+            post(webhooks::replay),
         )
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new()

@@ -3,17 +3,30 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use scimgate::webhooks::WebhookSettings;
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use scimgate::app::{Server, Settings};
 use scimgate_store::postgres::PgStore;
 use scimgate_store::sqlite::SqliteStore;
 use scimgate_store::testing::TempPostgres;
-use scimgate_store::Store;
+use scimgate_store::{EventSource, Store};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 pub const INTEGRATION_KEY: &str = "sgi_test-integration-key";
+
+/// The events a server at `public_url` emits.
+pub fn describer(public_url: &str) -> Arc<dyn EventSource> {
+    Arc::new(scimgate::events::Describer::new(public_url))
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr")
+}
 
 /// The store a test runs on. Every HTTP test runs once on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +73,21 @@ impl TestDatabase {
         }
     }
 
-    pub async fn open(&self) -> Arc<dyn Store> {
+    /// Opens the store as a server at `public_url` would.
+    pub async fn open(&self, public_url: &str) -> Arc<dyn Store> {
+        let events = describer(public_url);
         if self.url.starts_with("postgres") {
-            Arc::new(PgStore::open(&self.url).await.expect("open postgres"))
+            Arc::new(
+                PgStore::open(&self.url, events)
+                    .await
+                    .expect("open postgres"),
+            )
         } else {
-            Arc::new(SqliteStore::open(&self.url).await.expect("open sqlite"))
+            Arc::new(
+                SqliteStore::open(&self.url, events)
+                    .await
+                    .expect("open sqlite"),
+            )
         }
     }
 }
@@ -82,6 +105,17 @@ pub struct Options {
     pub scim_rate_limit: u32,
     pub max_body_bytes: usize,
     pub patch_response_member_limit: u64,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook retries in tens of milliseconds, so outages fit in a test.
+pub fn fast_webhooks() -> WebhookSettings {
+    WebhookSettings {
+        timeout: Duration::from_secs(2),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        retry_window: Duration::from_secs(3600),
+    }
 }
 
 impl Default for Options {
@@ -90,6 +124,7 @@ impl Default for Options {
             scim_rate_limit: 200,
             max_body_bytes: 2 * 1024 * 1024,
             patch_response_member_limit: 5000,
+            webhooks: fast_webhooks(),
         }
     }
 }
@@ -102,8 +137,9 @@ impl TestServer {
     pub async fn start_with(backend: Backend, options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::new(backend, dir.path()).await;
-        let store = database.open().await;
-        Self::start_on(store, database, dir, options).await
+        let addr = free_addr();
+        let store = database.open(&format!("http://{addr}")).await;
+        Self::serve(store, database, dir, options, addr).await
     }
 
     /// Serves `store`, which may reach its database some other way than `database.url`.
@@ -113,22 +149,27 @@ impl TestServer {
         dir: tempfile::TempDir,
         options: Options,
     ) -> TestServer {
+        Self::serve(store, database, dir, options, free_addr()).await
+    }
+
+    async fn serve(
+        store: Arc<dyn Store>,
+        database: TestDatabase,
+        dir: tempfile::TempDir,
+        options: Options,
+        addr: std::net::SocketAddr,
+    ) -> TestServer {
+        let base = format!("http://{addr}");
         let settings = Settings {
-            public_url: String::new(),
+            public_url: base.clone(),
             integration_key: Some(INTEGRATION_KEY.into()),
             max_body_bytes: options.max_body_bytes,
             scim_rate_limit: options.scim_rate_limit,
             patch_response_member_limit: options.patch_response_member_limit,
             deleted_user_retention_days: 30,
-        };
-        // Bind first to learn the port, then give the server its public URL.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = probe.local_addr().expect("addr");
-        drop(probe);
-        let base = format!("http://{addr}");
-        let settings = Settings {
-            public_url: base.clone(),
-            ..settings
+            event_retention_days: 30,
+            key_expiry_warning_days: 14,
+            webhooks: options.webhooks,
         };
         let server = Server::bind(store, addr, settings)
             .await

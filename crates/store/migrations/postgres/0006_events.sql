@@ -33,6 +33,9 @@ CREATE TABLE webhook_endpoints (
     enabled            BOOLEAN NOT NULL,
     disabled_reason    TEXT,
     secret             TEXT NOT NULL,
+    -- After a rotation, the old secret also signs until previous_secret_until.
+    previous_secret       TEXT,
+    previous_secret_until BIGINT,
     created_at         BIGINT NOT NULL,
     updated_at         BIGINT NOT NULL,
     -- Events up to this sequence have been queued for the endpoint (or did not match it).

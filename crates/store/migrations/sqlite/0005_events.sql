@@ -24,6 +24,9 @@ CREATE TABLE webhook_endpoints (
     enabled            INTEGER NOT NULL,
     disabled_reason    TEXT,
     secret             TEXT NOT NULL,
+    -- After a rotation, the old secret also signs until previous_secret_until.
+    previous_secret       TEXT,
+    previous_secret_until INTEGER,
     created_at         INTEGER NOT NULL,
     updated_at         INTEGER NOT NULL,
     -- Events up to this sequence have been queued for the endpoint (or did not match it).

@@ -94,7 +94,8 @@ fn event_from_row(row: &PgRow) -> StoreResult<Event> {
     })
 }
 
-const ENDPOINT_COLUMNS: &str = "w.id, w.url, w.description, w.event_types, w.connection_id, w.enabled, w.disabled_reason, w.secret, w.created_at, w.updated_at";
+const ENDPOINT_COLUMNS: &str = "w.id, w.url, w.description, w.event_types, w.connection_id, w.enabled, w.disabled_reason, w.secret, w.created_at, w.updated_at, \
+    CASE WHEN w.previous_secret_until > (CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)) THEN w.previous_secret END AS previous_secret";
 
 fn endpoint_from_row(row: &PgRow) -> StoreResult<WebhookEndpoint> {
     Ok(WebhookEndpoint {
@@ -106,6 +107,7 @@ fn endpoint_from_row(row: &PgRow) -> StoreResult<WebhookEndpoint> {
         enabled: row.try_get::<bool, _>("enabled")?,
         disabled_reason: row.try_get("disabled_reason")?,
         secret: row.try_get("secret")?,
+        previous_secret: row.try_get("previous_secret")?,
         created_at: from_micros(row.try_get("created_at")?),
         updated_at: from_micros(row.try_get("updated_at")?),
     })
@@ -344,7 +346,10 @@ impl PgStore {
             qb.push(", connection_id = ").push_bind(connection);
         }
         if let Some(secret) = update.secret {
-            qb.push(", secret = ").push_bind(secret);
+            qb.push(", previous_secret = secret, previous_secret_until = ")
+                .push_bind(update.previous_secret_until.map(micros))
+                .push(", secret = ")
+                .push_bind(secret);
         }
         let resumes = update.enabled == Some(true) && !before.enabled;
         if let Some(enabled) = update.enabled {

@@ -89,7 +89,8 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
     })
 }
 
-const ENDPOINT_COLUMNS: &str = "w.id, w.url, w.description, w.event_types, w.connection_id, w.enabled, w.disabled_reason, w.secret, w.created_at, w.updated_at";
+const ENDPOINT_COLUMNS: &str = "w.id, w.url, w.description, w.event_types, w.connection_id, w.enabled, w.disabled_reason, w.secret, w.created_at, w.updated_at, \
+    CASE WHEN w.previous_secret_until > (SELECT CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)) THEN w.previous_secret END AS previous_secret";
 
 fn endpoint_from_row(row: &SqliteRow) -> StoreResult<WebhookEndpoint> {
     Ok(WebhookEndpoint {
@@ -101,6 +102,7 @@ fn endpoint_from_row(row: &SqliteRow) -> StoreResult<WebhookEndpoint> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
         secret: row.try_get("secret")?,
+        previous_secret: row.try_get("previous_secret")?,
         created_at: from_micros(row.try_get("created_at")?),
         updated_at: from_micros(row.try_get("updated_at")?),
     })
@@ -309,7 +311,10 @@ impl SqliteStore {
             qb.push(", connection_id = ").push_bind(connection);
         }
         if let Some(secret) = update.secret {
-            qb.push(", secret = ").push_bind(secret);
+            qb.push(", previous_secret = secret, previous_secret_until = ")
+                .push_bind(update.previous_secret_until.map(micros))
+                .push(", secret = ")
+                .push_bind(secret);
         }
         let resumes = update.enabled == Some(true) && !before.enabled;
         if let Some(enabled) = update.enabled {
