@@ -76,6 +76,15 @@ pub struct ConnectionView {
     pub updated_at: String,
 }
 
+/// A key issued already inside the warning window is warned about now, not at the next
+/// housekeeping round. Failing here only delays the warning to that round.
+async fn warn_if_expiring(state: &AppState) {
+    let until = OffsetDateTime::now_utc() + state.key_expiry_warning;
+    if let Err(e) = state.store.warn_expiring_keys(until).await {
+        tracing::warn!(error = %e, "checking key expiry failed; the next round will");
+    }
+}
+
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -334,6 +343,7 @@ pub async fn create(
             },
         )
         .await?;
+    warn_if_expiring(&state).await;
     let view = ConnectionView::new(&state.public_url, &connection);
     let body = CreatedConnection {
         connection_id: id,
@@ -514,6 +524,7 @@ pub async fn reset_key(
         )
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
+    warn_if_expiring(&state).await;
     Ok(Json(ResetKeyResponse {
         scim_api_key: key,
         connection: ConnectionView::new(&state.public_url, &connection),
