@@ -15,3 +15,8 @@ pub mod retention;
 pub mod scim;
 pub mod secrets;
 pub mod webhooks;
+
+/// The README's Rust snippets, compiled and run as doctests so they stay correct.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeSnippets;
