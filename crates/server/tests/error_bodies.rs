@@ -30,6 +30,32 @@ async fn management_error_bodies(backend: Backend) {
         ),
         ("not_found", Method::GET, "/v1/connections/missing", None),
         ("unknown_endpoint", Method::GET, "/v1/nothing-here", None),
+        (
+            "events_invalid_query",
+            Method::GET,
+            "/v1/events?after=yesterday&limit=0&types=user.exploded",
+            None,
+        ),
+        (
+            "webhook_endpoint_invalid_fields",
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(
+                json!({"url": "ftp://example.com/hooks", "event_types": ["user.created", "user.exploded"], "connection_id": "missing"}),
+            ),
+        ),
+        (
+            "webhook_endpoint_unknown_field",
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({"url": "https://example.com/hooks", "secret": "whsec_mine"})),
+        ),
+        (
+            "webhook_endpoint_not_found",
+            Method::GET,
+            "/v1/webhook-endpoints/whe_missing/deliveries",
+            None,
+        ),
     ];
     server.connection("taken").await;
     for (name, method, path, body) in cases {
