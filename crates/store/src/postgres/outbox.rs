@@ -506,38 +506,50 @@ impl PgStore {
         let at = now();
         let mut tx = self.pool.begin().await?;
         let mut failing_since = None;
-        for attempt in &outcome.attempts {
+        // A batch of a hundred deliveries in three statements, not two hundred round trips.
+        if !outcome.attempts.is_empty() {
+            let mut insert: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+                "INSERT INTO webhook_attempts (delivery_id, attempted_at, success, status_code, latency_ms, response, error) ",
+            );
+            insert.push_values(&outcome.attempts, |mut row, attempt| {
+                row.push_bind(attempt.delivery_id)
+                    .push_bind(micros(attempt.at))
+                    .push_bind(attempt.success)
+                    .push_bind(attempt.status_code.map(i32::from))
+                    .push_bind(attempt.latency_ms as i64)
+                    .push_bind(attempt.response.clone())
+                    .push_bind(attempt.error.clone());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let (delivered, delivered_at): (Vec<i64>, Vec<i64>) = outcome
+            .attempts
+            .iter()
+            .filter(|a| a.success)
+            .map(|a| (a.delivery_id, micros(a.at)))
+            .unzip();
+        if !delivered.is_empty() {
             sqlx::query(
-                "INSERT INTO webhook_attempts (delivery_id, attempted_at, success, status_code, latency_ms, response, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, state = 'delivered', delivered_at = v.at, next_attempt_at = NULL \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS v(id, at) WHERE d.id = v.id",
             )
-            .bind(attempt.delivery_id)
-            .bind(micros(attempt.at))
-            .bind(attempt.success)
-            .bind(attempt.status_code.map(i32::from))
-            .bind(attempt.latency_ms as i64)
-            .bind(&attempt.response)
-            .bind(&attempt.error)
+            .bind(&delivered)
+            .bind(&delivered_at)
             .execute(&mut *tx)
             .await?;
-            if attempt.success {
-                sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, state = 'delivered', delivered_at = $1, next_attempt_at = NULL WHERE id = $2")
-                    .bind(micros(attempt.at))
-                    .bind(attempt.delivery_id)
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                let first: Option<i64> = sqlx::query_scalar(
-                    "UPDATE webhook_deliveries SET attempts = attempts + 1, first_failed_at = coalesce(first_failed_at, $1), next_attempt_at = $2 \
-                     WHERE id = $3 RETURNING first_failed_at",
-                )
-                .bind(micros(attempt.at))
-                .bind(outcome.retry_at.map(micros))
-                .bind(attempt.delivery_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
-                failing_since = first.map(from_micros);
-            }
+        }
+        for attempt in outcome.attempts.iter().filter(|a| !a.success) {
+            let first: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, first_failed_at = coalesce(first_failed_at, $1), next_attempt_at = $2 \
+                 WHERE id = $3 RETURNING first_failed_at",
+            )
+            .bind(micros(attempt.at))
+            .bind(outcome.retry_at.map(micros))
+            .bind(attempt.delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+            failing_since = first.map(from_micros);
         }
         let held: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM webhook_streams WHERE endpoint_id = $1 AND stream = $2 AND lease = $3 FOR UPDATE",
