@@ -117,6 +117,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(scim)
         .merge(management::router(state.clone()))
         .merge(ops::router())
+        .merge(crate::setup::router())
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -14,6 +14,7 @@ pub mod request_log;
 pub mod retention;
 pub mod scim;
 pub mod secrets;
+pub mod setup;
 pub mod webhooks;
 
 /// The README's Rust snippets, compiled and run as doctests so they stay correct.

@@ -34,23 +34,7 @@ async fn two_instances_on_one_database_behave_as_one_service() {
         spawn_scimgate(&db.url, &["--scim-rate-limit", "0"]),
         spawn_scimgate(&db.url, &["--scim-rate-limit", "0"])
     );
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/connections", a.base))
-        .bearer_auth(INTEGRATION_KEY)
-        .json(&json!({"customer_id": "shared"}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let template = Connection {
-        id: created["connection_id"].as_str().expect("id").to_owned(),
-        key: created["scim_api_key"].as_str().expect("key").to_owned(),
-        base_url: String::new(),
-        client: client.clone(),
-    };
+    let template = connection_on(&a.base, "shared").await;
     let (via_a, via_b) = (on(&template, &a.base), on(&template, &b.base));
 
     // The same userName created through both instances at once: one 201, one 409, every time.

@@ -119,6 +119,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Connection>>;
     async fn scim_key(&self, hash: &[u8]) -> StoreResult<Option<ScimKeyRecord>>;
 
+    /// `None` if the connection does not exist.
+    async fn create_setup_link(&self, new: NewSetupLink) -> StoreResult<Option<SetupLink>>;
+    /// The link with this token hash, usable or not.
+    async fn setup_link(&self, token_hash: &[u8]) -> StoreResult<Option<SetupLink>>;
+    /// The connection's links, newest first.
+    async fn setup_links(&self, connection_id: &str) -> StoreResult<Vec<SetupLink>>;
+    async fn revoke_setup_link(&self, connection_id: &str, id: &str) -> StoreResult<bool>;
+
     async fn create_integration_key(&self, name: &str, hash: &[u8]) -> StoreResult<IntegrationKey>;
     async fn integration_keys(&self) -> StoreResult<Vec<IntegrationKey>>;
     async fn revoke_integration_key(&self, id: &str) -> StoreResult<bool>;

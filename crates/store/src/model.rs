@@ -82,6 +82,32 @@ pub struct NewScimKey {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// A link to the hosted setup page of one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupLink {
+    pub id: String,
+    pub connection_id: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl SetupLink {
+    /// Whether the link still opens its page at `now`.
+    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSetupLink {
+    pub id: String,
+    pub connection_id: String,
+    /// The token's hash; the token itself is never stored.
+    pub token_hash: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+}
+
 /// What a SCIM key lookup finds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScimKeyRecord {

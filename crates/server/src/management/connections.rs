@@ -76,6 +76,31 @@ pub struct ConnectionView {
     pub updated_at: String,
 }
 
+/// Issues a new SCIM key for the connection (the old ones end at `previous_valid_until`) and
+/// returns it, shown this once.
+pub(crate) async fn issue_scim_key(
+    state: &AppState,
+    connection_id: &str,
+    expires_at: Option<OffsetDateTime>,
+    previous_valid_until: OffsetDateTime,
+) -> Result<(String, Connection), ApiError> {
+    let key = secrets::new_scim_key(connection_id);
+    let connection = state
+        .store
+        .replace_scim_key(
+            connection_id,
+            NewScimKey {
+                hash: secrets::hash(&key),
+                expires_at,
+            },
+            previous_valid_until,
+        )
+        .await?
+        .ok_or(ApiError::NotFound("connection"))?;
+    warn_if_expiring(state).await;
+    Ok((key, connection))
+}
+
 /// A key issued already inside the warning window is warned about now, not at the next
 /// housekeeping round. Failing here only delays the warning to that round.
 async fn warn_if_expiring(state: &AppState) {
@@ -253,7 +278,7 @@ fn check_display_name(value: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn expiration(
+pub(crate) fn expiration(
     field: &str,
     unix: Option<i64>,
     errors: &mut Vec<FieldError>,
@@ -510,21 +535,8 @@ pub async fn reset_key(
     if !errors.is_empty() {
         return Err(ApiError::InvalidFields(errors));
     }
-    let key = secrets::new_scim_key(&id);
     let previous_valid_until = OffsetDateTime::now_utc() + time::Duration::seconds(overlap);
-    let connection = state
-        .store
-        .replace_scim_key(
-            &id,
-            NewScimKey {
-                hash: secrets::hash(&key),
-                expires_at,
-            },
-            previous_valid_until,
-        )
-        .await?
-        .ok_or(ApiError::NotFound("connection"))?;
-    warn_if_expiring(&state).await;
+    let (key, connection) = issue_scim_key(&state, &id, expires_at, previous_valid_until).await?;
     Ok(Json(ResetKeyResponse {
         scim_api_key: key,
         connection: ConnectionView::new(&state.public_url, &connection),

@@ -39,6 +39,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("missing or invalid integration key; send 'Authorization: Bearer <integration key>'")]
     Unauthorized,
+    /// A link or resource that existed and no longer works.
+    #[error("{0}")]
+    Gone(&'static str),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
     #[error("an unexpected error occurred; it has been logged")]
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::ConnectionExists(_) => (StatusCode::CONFLICT, "connection_exists"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "unexpected_error"),
         }

@@ -3,6 +3,7 @@
 pub(crate) mod connections;
 pub(crate) mod directory;
 pub mod error;
+mod setup_links;
 
 use std::sync::Arc;
 
@@ -36,6 +37,9 @@ use error::ApiError;
         directory::get_group,
         directory::list_members,
         directory::preview,
+        setup_links::create,
+        setup_links::list,
+        setup_links::revoke,
         crate::events::list,
         crate::webhooks::create,
         crate::webhooks::list,
@@ -113,6 +117,14 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/v1/connections/{connection_id}/mapping-preview",
             post(directory::preview),
+        )
+        .route(
+            "/v1/connections/{connection_id}/setup-links",
+            post(setup_links::create).get(setup_links::list),
+        )
+        .route(
+            "/v1/connections/{connection_id}/setup-links/{setup_link_id}",
+            axum::routing::delete(setup_links::revoke),
         )
         .route("/v1/events", get(events::list))
         .route(

@@ -314,6 +314,30 @@ pub fn member_ids(group: &Value) -> Vec<String> {
     ids
 }
 
+/// A new SCIM connection created through the management API of the server at `base`.
+pub async fn connection_on(base: &str, customer: &str) -> Connection {
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{base}/v1/connections"))
+        .bearer_auth(INTEGRATION_KEY)
+        .json(&json!({"customer_id": customer}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    Connection {
+        id: created["connection_id"].as_str().expect("id").to_owned(),
+        key: created["scim_api_key"].as_str().expect("key").to_owned(),
+        base_url: format!(
+            "{base}/scim/v2/{}",
+            created["connection_id"].as_str().expect("id")
+        ),
+        client,
+    }
+}
+
 /// A scimgate process started from the built binary, killed when dropped.
 pub struct Process {
     pub child: std::process::Child,

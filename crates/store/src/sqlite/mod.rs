@@ -21,6 +21,7 @@ use crate::plan::{fold, from_micros, micros, Indexed, Plan};
 use crate::{ListQuery, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
+mod setup;
 
 use std::sync::Arc;
 
@@ -645,6 +646,22 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn create_setup_link(&self, new: NewSetupLink) -> StoreResult<Option<SetupLink>> {
+        self.insert_setup_link(new).await
+    }
+
+    async fn setup_link(&self, token_hash: &[u8]) -> StoreResult<Option<SetupLink>> {
+        self.find_setup_link(token_hash).await
+    }
+
+    async fn setup_links(&self, connection_id: &str) -> StoreResult<Vec<SetupLink>> {
+        self.list_setup_links(connection_id).await
+    }
+
+    async fn revoke_setup_link(&self, connection_id: &str, id: &str) -> StoreResult<bool> {
+        self.end_setup_link(connection_id, id).await
     }
 
     async fn create_integration_key(&self, name: &str, hash: &[u8]) -> StoreResult<IntegrationKey> {
