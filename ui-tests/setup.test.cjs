@@ -146,6 +146,9 @@ test("each identity provider's steps carry the connection's URL", async () => {
     await page.getByRole("tab", { name }).click();
     await page.getByRole("tabpanel").getByText(created.scim_base_url).first().waitFor();
   }
+  await page.getByRole("tab", { name: "Microsoft Entra ID" }).click();
+  await page.locator("#link-expiry").filter({ hasText: "This link works until" }).waitFor();
+  await shoot(page, "setup-page-entra");
   await context.close();
 });
 

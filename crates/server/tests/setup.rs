@@ -93,6 +93,7 @@ async fn setup_links_open_the_page_until_they_expire_or_are_revoked(backend: Bac
     assert_eq!(state["connection"]["scim_base_url"], json!(c.base_url));
     assert_eq!(state["key"]["expired"], false);
     assert_eq!(state["users"], 0);
+    assert_eq!(state["link_expires_at"], link["expires_at"]);
 
     // Generating a key from the page ends the old one at once.
     let (status, issued) = read(

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scimgate_protocol::ResourceSchemas;
-use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, RequestLogEntry};
+use scimgate_store::{Connection, Kind, ListQuery, Load, PageStart, RequestLogEntry, SetupLink};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -97,19 +97,21 @@ enum Refused {
     Expired,
 }
 
-/// The connection a usable token opens.
-async fn open(state: &AppState, token: &str) -> Result<Result<Connection, Refused>, ApiError> {
+/// The link a token is, with the connection it opens, if it is usable.
+async fn open(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<(SetupLink, Connection), Refused>, ApiError> {
     let Some(link) = state.store.setup_link(&secrets::hash(token)).await? else {
         return Ok(Err(Refused::Unknown));
     };
     if !link.is_usable(OffsetDateTime::now_utc()) {
         return Ok(Err(Refused::Expired));
     }
-    Ok(state
-        .store
-        .connection(&link.connection_id)
-        .await?
-        .ok_or(Refused::Unknown))
+    match state.store.connection(&link.connection_id).await? {
+        Some(connection) => Ok(Ok((link, connection))),
+        None => Ok(Err(Refused::Unknown)),
+    }
 }
 
 async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
@@ -121,11 +123,11 @@ async fn page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> 
     }
 }
 
-/// The connection a token opens, for the page's API: 404 for an unknown link, 410 for an
-/// expired or revoked one.
-async fn connection(state: &AppState, token: &str) -> Result<Connection, ApiError> {
+/// The link and connection a token opens, for the page's API: 404 for an unknown link, 410 for
+/// an expired or revoked one.
+async fn opened(state: &AppState, token: &str) -> Result<(SetupLink, Connection), ApiError> {
     match open(state, token).await? {
-        Ok(connection) => Ok(connection),
+        Ok(opened) => Ok(opened),
         Err(Refused::Unknown) => Err(ApiError::NotFound("setup link")),
         Err(Refused::Expired) => Err(ApiError::Gone(
             "this setup link has expired or was revoked; ask for a new one",
@@ -147,6 +149,8 @@ struct PageState {
     key: KeyState,
     users: u64,
     groups: u64,
+    /// When this setup link stops working.
+    link_expires_at: String,
 }
 
 async fn count(state: &AppState, connection_id: &str, kind: Kind) -> Result<u64, ApiError> {
@@ -174,7 +178,7 @@ async fn state(
     State(app): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let connection = connection(&app, &token).await?;
+    let (link, connection) = opened(&app, &token).await?;
     let recent = app.store.recent_requests(&connection.id, 200).await?;
     let now = OffsetDateTime::now_utc();
     let body = PageState {
@@ -186,6 +190,7 @@ async fn state(
         users: count(&app, &connection.id, Kind::User).await?,
         groups: count(&app, &connection.id, Kind::Group).await?,
         connection: ConnectionView::new(&app.public_url, &connection),
+        link_expires_at: rfc3339(link.expires_at),
     };
     Ok(no_store(Json(body)))
 }
@@ -217,7 +222,7 @@ async fn new_key(
     Path(token): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let connection = connection(&app, &token).await?;
+    let (_, connection) = opened(&app, &token).await?;
     let input: NewKey = parse_body(body, true)?;
     let mut errors: Vec<FieldError> = Vec::new();
     let expires_at = expiration("expires_at", input.expires_at, &mut errors);
@@ -241,7 +246,7 @@ async fn requests(
     State(app): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let connection = connection(&app, &token).await?;
+    let (_, connection) = opened(&app, &token).await?;
     let requests = app.store.recent_requests(&connection.id, 50).await?;
     Ok(no_store(Json(Requests { requests })))
 }

@@ -156,6 +156,7 @@ async function loadState() {
   $("key-expires").textContent = key.expires_at ? when(key.expires_at) : "Never";
   $("key-used").textContent = key.last_used_at ? relative(key.last_used_at) : "Not yet";
   $("reset-note").hidden = false;
+  $("link-expiry").textContent = `This link works until ${when(state.link_expires_at)}`;
   $("users").textContent = state.users;
   $("groups").textContent = state.groups;
   if (!$("idp-tabs").children.length) {
