@@ -1,0 +1,106 @@
+//! This machine's ceilings, measured with the same client and concurrency as the scenarios:
+//! a bare HTTP server answering a SCIM-sized JSON body (nothing can serve faster), and a bare
+//! server that stores each request body in SQLite in its own durable transaction (one fsync
+//! per request: what a naive durable create costs).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::driver::{self, Stats};
+use crate::scenarios::user_body;
+use crate::BenchError;
+
+pub struct Ceilings {
+    pub http: Stats,
+    pub durable_write: Stats,
+}
+
+const REQUESTS: u64 = 20_000;
+const WRITES: u64 = 3_000;
+
+async fn serve(app: Router) -> Result<SocketAddr, BenchError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+async fn store(State(pool): State<SqlitePool>, body: Bytes) -> StatusCode {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let result = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("INSERT INTO bodies (body) VALUES (?)")
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::CREATED,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
+    let body: &'static str = Box::leak(user_body(0, "ceiling").to_string().into_boxed_str());
+    let http_addr = serve(Router::new().route(
+        "/Users/x",
+        get(move || async move { ([("content-type", "application/scim+json")], body) }),
+    ))
+    .await?;
+    let client = reqwest::Client::new();
+    let url = Arc::new(format!("http://{http_addr}/Users/x"));
+    let c = client.clone();
+    let http = driver::run("ceiling: bare HTTP GET", concurrency, REQUESTS, move |_| {
+        let (c, url) = (c.clone(), url.clone());
+        async move { driver::expect(c.get(url.as_str()), 200).await.map(|_| ()) }
+    })
+    .await;
+
+    let dir = tempfile::tempdir()?;
+    let options = SqliteConnectOptions::from_str(&format!(
+        "sqlite://{}",
+        dir.path().join("ceiling.db").display()
+    ))?
+    .create_if_missing(true)
+    .journal_mode(SqliteJournalMode::Wal)
+    .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::query("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let write_addr = serve(Router::new().route("/Users", post(store)).with_state(pool)).await?;
+    let url = Arc::new(format!("http://{write_addr}/Users"));
+    let durable_write = driver::run(
+        "ceiling: durable SQLite insert",
+        concurrency,
+        WRITES,
+        move |i| {
+            let (c, url) = (client.clone(), url.clone());
+            async move {
+                let body = user_body(i, "ceiling").to_string();
+                driver::expect(c.post(url.as_str()).body(body), 201)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    Ok(Ceilings {
+        http,
+        durable_write,
+    })
+}

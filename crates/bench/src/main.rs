@@ -1,0 +1,84 @@
+//! `scimgate-bench`: plays an identity provider against scimgate (one it starts on a temporary
+//! database, or one already running) and reports each scenario beside the ceilings of this
+//! machine, measured in the same run.
+
+mod ceilings;
+mod driver;
+mod process;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "scimgate-bench", about)]
+pub struct Args {
+    /// Users in the initial sync.
+    #[arg(long, default_value_t = 10_000)]
+    users: u64,
+    /// Groups in the initial sync.
+    #[arg(long, default_value_t = 1_000)]
+    groups: u64,
+    /// Group memberships per user.
+    #[arg(long, default_value_t = 10)]
+    memberships: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Members of the large group (at most `--users`).
+    #[arg(long, default_value_t = 50_000)]
+    large_group: u64,
+    /// The database of the scimgate this tool starts: `sqlite` (a temporary file) or a
+    /// `postgres://` URL of an empty database.
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// The scimgate binary to start (default: `scimgate` beside this binary).
+    #[arg(long)]
+    scimgate: Option<PathBuf>,
+    /// Also write the results here, as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("scimgate-bench: some requests failed; the figures above are not valid");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("scimgate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the scimgate under test: {0}")]
+    Server(String),
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("ceiling server: {0}")]
+    Ceiling(#[from] sqlx::Error),
+}
+
+async fn run(args: Args) -> Result<bool, BenchError> {
+    let ceilings = ceilings::measure(args.concurrency).await?;
+    let server = process::Scimgate::start(&args).await?;
+    let results = scenarios::run(&args, &server).await?;
+    let report = report::Report::new(&args, &ceilings, results, server.peak_rss_kib());
+    report.print();
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json())?;
+    }
+    Ok(report.ok())
+}

@@ -1,0 +1,137 @@
+//! The results: a table for people, JSON for tools. Reads are compared with the bare HTTP
+//! ceiling, writes with the durable-write ceiling.
+
+use serde_json::{json, Value};
+
+use crate::ceilings::Ceilings;
+use crate::driver::Stats;
+use crate::scenarios::Results;
+use crate::Args;
+
+pub struct Report {
+    args: Value,
+    ceilings: Vec<Stats>,
+    /// Each scenario with the per-second figure of its ceiling.
+    scenarios: Vec<(Stats, &'static str, f64)>,
+    peak_rss_kib: Option<u64>,
+    rss_before_paging_kib: Option<u64>,
+    rss_after_paging_kib: Option<u64>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Report {
+    pub fn new(
+        args: &Args,
+        ceilings: &Ceilings,
+        results: Results,
+        peak_rss_kib: Option<u64>,
+    ) -> Report {
+        let scenarios = results
+            .scenarios
+            .into_iter()
+            .map(|s| {
+                let (ceiling, per_second) =
+                    if s.name.starts_with("lookup") || s.name.starts_with("paging") {
+                        ("http", ceilings.http.per_second())
+                    } else {
+                        ("durable_write", ceilings.durable_write.per_second())
+                    };
+                (s, ceiling, per_second)
+            })
+            .collect();
+        Report {
+            args: json!({
+                "users": args.users, "groups": args.groups, "memberships_per_user": args.memberships,
+                "concurrency": args.concurrency, "large_group": args.large_group.min(args.users),
+                "database": if args.database == "sqlite" { "sqlite" } else { "postgres" },
+            }),
+            ceilings: vec![ceilings.http.clone(), ceilings.durable_write.clone()],
+            scenarios,
+            peak_rss_kib,
+            rss_before_paging_kib: results.rss_before_paging_kib,
+            rss_after_paging_kib: results.rss_after_paging_kib,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.scenarios.iter().all(|(s, _, _)| s.errors == 0)
+            && self.ceilings.iter().all(|s| s.errors == 0)
+    }
+
+    pub fn print(&self) {
+        println!("scimgate-bench {}", self.args);
+        println!(
+            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18}",
+            "scenario", "ops", "ops/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling"
+        );
+        let line = |s: &Stats, ratio: String| {
+            println!(
+                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18}",
+                s.name,
+                s.ops,
+                s.per_second(),
+                ms(s.percentile(0.5)),
+                ms(s.percentile(0.99)),
+                ms(s.percentile(1.0)),
+                s.errors,
+                ratio
+            );
+            if let Some(e) = &s.first_error {
+                println!("    first error: {e}");
+            }
+        };
+        for c in &self.ceilings {
+            line(c, String::new());
+        }
+        for (s, ceiling, per_second) in &self.scenarios {
+            line(
+                s,
+                format!("{:.2} × {ceiling}", s.per_second() / per_second.max(1e-9)),
+            );
+        }
+        let mib = |k: Option<u64>| {
+            k.map_or("n/a".to_owned(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            })
+        };
+        println!(
+            "server memory: peak RSS {}; RSS before the paging walks {}, after {}",
+            mib(self.peak_rss_kib),
+            mib(self.rss_before_paging_kib),
+            mib(self.rss_after_paging_kib)
+        );
+    }
+
+    pub fn json(&self) -> String {
+        let stats = |s: &Stats| {
+            json!({
+                "name": s.name, "ops": s.ops, "errors": s.errors, "first_error": s.first_error,
+                "seconds": s.elapsed.as_secs_f64(), "per_second": s.per_second(),
+                "p50_ms": ms(s.percentile(0.5)), "p99_ms": ms(s.percentile(0.99)), "max_ms": ms(s.percentile(1.0)),
+            })
+        };
+        let scenarios: Vec<Value> = self
+            .scenarios
+            .iter()
+            .map(|(s, ceiling, per_second)| {
+                let mut v = stats(s);
+                v["ceiling"] = json!(ceiling);
+                v["ratio_to_ceiling"] = json!(s.per_second() / per_second.max(1e-9));
+                v
+            })
+            .collect();
+        let body = json!({
+            "args": self.args,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "ceilings": self.ceilings.iter().map(stats).collect::<Vec<_>>(),
+            "scenarios": scenarios,
+            "server_peak_rss_kib": self.peak_rss_kib,
+            "server_rss_before_paging_kib": self.rss_before_paging_kib,
+            "server_rss_after_paging_kib": self.rss_after_paging_kib,
+        });
+        serde_json::to_string_pretty(&body).unwrap_or_default()
+    }
+}

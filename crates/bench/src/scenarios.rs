@@ -1,0 +1,492 @@
+//! The identity provider's side: an Entra/Okta-style initial sync, lookups, paging, a large
+//! group and churn, each a timed scenario whose every response is checked.
+
+use std::sync::{Arc, OnceLock};
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::driver::{self, expect, Stats};
+use crate::process::Scimgate;
+use crate::{Args, BenchError};
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+fn user_name(i: u64, run: &str) -> String {
+    format!("{run}.user{i}@bench.example")
+}
+
+/// A user as Entra ID sends it: names, emails, phone, the enterprise extension with a manager.
+pub fn user_body(i: u64, run: &str) -> Value {
+    json!({
+        "schemas": [USER, ENTERPRISE],
+        "externalId": format!("{run}-ext-{i}"),
+        "userName": user_name(i, run),
+        "active": true,
+        "displayName": format!("Bench User {i}"),
+        "name": {"givenName": "Bench", "familyName": format!("User{i}"), "formatted": format!("Bench User{i}")},
+        "emails": [{"value": user_name(i, run), "type": "work", "primary": true}],
+        "phoneNumbers": [{"value": format!("+1 555 {:07}", i), "type": "work"}],
+        "title": "Engineer",
+        ENTERPRISE: {
+            "employeeNumber": format!("{i}"),
+            "department": format!("Department {}", i % 50),
+            "manager": {"value": format!("{run}-ext-{}", i / 10)}
+        }
+    })
+}
+
+/// Ids the server gave, by index.
+type Ids = Arc<Vec<OnceLock<String>>>;
+
+fn ids(n: u64) -> Ids {
+    Arc::new((0..n).map(|_| OnceLock::new()).collect())
+}
+
+fn id(ids: &Ids, i: u64) -> Result<String, String> {
+    ids.get(i as usize)
+        .and_then(|c| c.get().cloned())
+        .ok_or_else(|| format!("no id for #{i}: its create failed"))
+}
+
+#[derive(Clone)]
+struct Idp {
+    http: reqwest::Client,
+    scim: Arc<String>,
+    key: Arc<String>,
+}
+
+impl Idp {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.scim))
+            .bearer_auth(self.key.as_str())
+            .header("content-type", "application/scim+json")
+    }
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+    fn patch(&self, path: &str, operations: Value) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, path)
+            .body(json!({"schemas": [PATCH], "Operations": operations}).to_string())
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What the run measured, and the server's memory around the paging walk.
+pub struct Results {
+    pub scenarios: Vec<Stats>,
+    pub rss_before_paging_kib: Option<u64>,
+    pub rss_after_paging_kib: Option<u64>,
+}
+
+pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> {
+    let idp = Idp {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?,
+        scim: Arc::new(server.scim.clone()),
+        key: Arc::new(server.key.clone()),
+    };
+    let run_id = "b";
+    let (n, g, c) = (args.users, args.groups.max(1), args.concurrency);
+    let mut out = Vec::new();
+    let users = ids(n);
+
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("sync: filter userName, then create user", c, n, move |i| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                let name = user_name(i, run_id);
+                let found = expect(
+                    idp.get(&format!(
+                        "/Users?filter={}",
+                        encode(&format!("userName eq \"{name}\""))
+                    )),
+                    200,
+                )
+                .await?;
+                if found["totalResults"] != 0 {
+                    return Err(format!("{name} already exists"));
+                }
+                let created = expect(
+                    idp.request(reqwest::Method::POST, "/Users")
+                        .body(user_body(i, run_id).to_string()),
+                    201,
+                )
+                .await?;
+                let id = created["id"].as_str().ok_or("no id in the created user")?;
+                let _ = users[i as usize].set(id.to_owned());
+                Ok(())
+            }
+        })
+        .await,
+    );
+
+    let groups = ids(g);
+    let (i2, g2) = (idp.clone(), groups.clone());
+    out.push(
+        driver::run("sync: create group", c, g, move |i| {
+            let (idp, groups) = (i2.clone(), g2.clone());
+            async move {
+                let body = json!({"schemas": [GROUP], "displayName": format!("Bench Group {i}"), "externalId": format!("grp-{i}")});
+                let created = expect(idp.request(reqwest::Method::POST, "/Groups").body(body.to_string()), 201).await?;
+                let _ = groups[i as usize].set(created["id"].as_str().ok_or("no id")?.to_owned());
+                Ok(())
+            }
+        })
+        .await,
+    );
+
+    // User u is in groups (u * M + k) mod G: each group gets about N * M / G members.
+    let mut members: Vec<Vec<u64>> = vec![Vec::new(); g as usize];
+    for u in 0..n {
+        for k in 0..args.memberships {
+            members[((u * args.memberships + k) % g) as usize].push(u);
+        }
+    }
+    let batches: Arc<Vec<(u64, Vec<u64>)>> = Arc::new(
+        members
+            .iter()
+            .enumerate()
+            .flat_map(|(group, users)| {
+                users
+                    .chunks(100)
+                    .map(move |chunk| (group as u64, chunk.to_vec()))
+            })
+            .collect(),
+    );
+    let (i2, u2, g2, b2) = (idp.clone(), users.clone(), groups.clone(), batches.clone());
+    out.push(
+        driver::run(
+            "sync: add 100 members per PATCH",
+            c,
+            batches.len() as u64,
+            move |i| {
+                let (idp, users, groups, batches) =
+                    (i2.clone(), u2.clone(), g2.clone(), b2.clone());
+                async move {
+                    let (group, batch) = &batches[i as usize];
+                    let value: Vec<Value> = batch
+                        .iter()
+                        .map(|u| id(&users, *u).map(|id| json!({"value": id})))
+                        .collect::<Result<_, _>>()?;
+                    let gid = id(&groups, *group)?;
+                    expect(
+                        idp.patch(
+                            &format!("/Groups/{gid}?excludedAttributes=members"),
+                            json!([{"op": "add", "path": "members", "value": value}]),
+                        ),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            },
+        )
+        .await,
+    );
+
+    let lookups = n.min(20_000);
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("lookup: filter userName eq", c, lookups, move |_| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                let i = rand::thread_rng().gen_range(0..users.len() as u64);
+                let found = expect(
+                    idp.get(&format!(
+                        "/Users?filter={}",
+                        encode(&format!("userName eq \"{}\"", user_name(i, run_id)))
+                    )),
+                    200,
+                )
+                .await?;
+                if found["totalResults"] != 1 {
+                    return Err(format!("user {i} not found by userName"));
+                }
+                Ok(())
+            }
+        })
+        .await,
+    );
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("lookup: GET user by id", c, lookups, move |_| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                let i = rand::thread_rng().gen_range(0..users.len() as u64);
+                expect(idp.get(&format!("/Users/{}", id(&users, i)?)), 200)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await,
+    );
+    let (i2, g2) = (idp.clone(), groups.clone());
+    out.push(
+        driver::run(
+            "lookup: GET group, excludedAttributes=members",
+            c,
+            lookups,
+            move |_| {
+                let (idp, groups) = (i2.clone(), g2.clone());
+                async move {
+                    let i = rand::thread_rng().gen_range(0..groups.len() as u64);
+                    expect(
+                        idp.get(&format!(
+                            "/Groups/{}?excludedAttributes=members",
+                            id(&groups, i)?
+                        )),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            },
+        )
+        .await,
+    );
+
+    let rss_before_paging_kib = server.rss_kib();
+    out.push(walk(&idp, n, false).await);
+    out.push(walk(&idp, n, true).await);
+    let rss_after_paging_kib = server.rss_kib();
+
+    out.extend(large_group(&idp, &users, args.large_group.min(n)).await);
+
+    let churn = n.min(5_000);
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("churn: Entra PATCH replace", c, churn, move |i| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                let ops = json!([{"op": "Replace", "path": "displayName", "value": format!("Renamed {i}")}, {"op": "Replace", "path": "title", "value": "Staff Engineer"}]);
+                expect(idp.patch(&format!("/Users/{}", id(&users, i)?), ops), 200).await.map(|_| ())
+            }
+        })
+        .await,
+    );
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("churn: Okta PUT", c, churn, move |i| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                let mut body = user_body(i, run_id);
+                body["name"]["familyName"] = json!(format!("Changed{i}"));
+                expect(
+                    idp.request(reqwest::Method::PUT, &format!("/Users/{}", id(&users, i)?))
+                        .body(body.to_string()),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await,
+    );
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("churn: deactivate", c, churn, move |i| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                expect(
+                    idp.patch(
+                        &format!("/Users/{}", id(&users, i)?),
+                        json!([{"op": "replace", "value": {"active": false}}]),
+                    ),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await,
+    );
+    let (i2, u2, g2) = (idp.clone(), users.clone(), groups.clone());
+    let memberships = args.memberships.max(1);
+    out.push(
+        driver::run("churn: remove member by filter", c, churn, move |i| {
+            let (idp, users, groups) = (i2.clone(), u2.clone(), g2.clone());
+            async move {
+                let group = id(&groups, (i * memberships) % groups.len() as u64)?;
+                let path = format!("members[value eq \"{}\"]", id(&users, i)?);
+                expect(
+                    idp.patch(
+                        &format!("/Groups/{group}?excludedAttributes=members"),
+                        json!([{"op": "remove", "path": path}]),
+                    ),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await,
+    );
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        driver::run("churn: delete user", c, churn, move |i| {
+            let (idp, users) = (i2.clone(), u2.clone());
+            async move {
+                expect(
+                    idp.request(
+                        reqwest::Method::DELETE,
+                        &format!("/Users/{}", id(&users, i)?),
+                    ),
+                    204,
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .await,
+    );
+    Ok(Results {
+        scenarios: out,
+        rss_before_paging_kib,
+        rss_after_paging_kib,
+    })
+}
+
+/// One full walk of `/Users`, 100 per page, by index or by cursor; one operation per page.
+async fn walk(idp: &Idp, n: u64, cursor: bool) -> Stats {
+    let name = if cursor {
+        "paging: cursor walk, 100 per page"
+    } else {
+        "paging: startIndex walk, 100 per page"
+    };
+    let pages = n.div_ceil(100) + 1;
+    let idp = idp.clone();
+    let next = Arc::new(std::sync::Mutex::new(if cursor {
+        Some(String::new())
+    } else {
+        None
+    }));
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stats = driver::run(name, 1, pages, move |page| {
+        let (idp, next, seen) = (idp.clone(), next.clone(), seen.clone());
+        async move {
+            let path = match next.lock().map_err(|_| "lock")?.clone() {
+                Some(c) if c.is_empty() => "/Users?count=100&cursor".to_owned(),
+                Some(c) => format!("/Users?count=100&cursor={}", encode(&c)),
+                None => format!("/Users?count=100&startIndex={}", page * 100 + 1),
+            };
+            let body = expect(idp.get(&path), 200).await?;
+            let got = body["Resources"].as_array().map_or(0, Vec::len) as u64;
+            let total = seen.fetch_add(got, std::sync::atomic::Ordering::Relaxed) + got;
+            if cursor {
+                let following = body["nextCursor"].as_str().map(str::to_owned);
+                if following.is_none() && total < n && page + 1 < pages {
+                    return Err(format!("the cursor walk ended after {total} of {n} users"));
+                }
+                *next.lock().map_err(|_| "lock")? = following;
+            }
+            Ok(())
+        }
+    })
+    .await;
+    stats
+}
+
+/// Fills one group with `size` members, then adds and removes 100 at a time, one request at a
+/// time (they all change the same group).
+async fn large_group(idp: &Idp, users: &Ids, size: u64) -> Vec<Stats> {
+    let body = json!({"schemas": [GROUP], "displayName": "Bench Large Group"});
+    let Ok(created) = expect(
+        idp.request(reqwest::Method::POST, "/Groups")
+            .body(body.to_string()),
+        201,
+    )
+    .await
+    else {
+        return vec![];
+    };
+    let gid = Arc::new(created["id"].as_str().unwrap_or_default().to_owned());
+    let (i2, u2, g2) = (idp.clone(), users.clone(), gid.clone());
+    let fill = driver::run(
+        "large group: fill, 1000 per PATCH",
+        1,
+        size.div_ceil(1000),
+        move |b| {
+            let (idp, users, gid) = (i2.clone(), u2.clone(), g2.clone());
+            async move {
+                let value: Vec<Value> = (b * 1000..((b + 1) * 1000).min(size))
+                    .map(|u| id(&users, u).map(|id| json!({"value": id})))
+                    .collect::<Result<_, _>>()?;
+                expect(
+                    idp.patch(
+                        &format!("/Groups/{gid}?excludedAttributes=members"),
+                        json!([{"op": "add", "path": "members", "value": value}]),
+                    ),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    )
+    .await;
+    let rounds = 50u64.min(size / 100);
+    let batch = |round: u64| -> Result<Vec<Value>, String> {
+        (round * 100..round * 100 + 100)
+            .map(|u| id(users, u).map(|id| json!({"value": id})))
+            .collect()
+    };
+    let batches: Arc<Vec<Vec<Value>>> =
+        Arc::new((0..rounds).filter_map(|r| batch(r).ok()).collect());
+    let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
+    let remove = driver::run(
+        "large group: remove 100 members",
+        1,
+        batches.len() as u64,
+        move |r| {
+            let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
+            async move {
+                let ops =
+                    json!([{"op": "remove", "path": "members", "value": batches[r as usize]}]);
+                expect(
+                    idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    )
+    .await;
+    let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
+    let add = driver::run(
+        "large group: add 100 members",
+        1,
+        batches.len() as u64,
+        move |r| {
+            let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
+            async move {
+                let ops = json!([{"op": "add", "path": "members", "value": batches[r as usize]}]);
+                expect(
+                    idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
+                    200,
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    )
+    .await;
+    vec![fill, remove, add]
+}
