@@ -159,14 +159,19 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
             members[((u * args.memberships + k) % g) as usize].push(u);
         }
     }
+    // Round-robin over the groups, as an IdP syncing many groups does: consecutive requests
+    // change different groups instead of queueing on one.
+    let chunked: Vec<Vec<&[u64]>> = members.iter().map(|m| m.chunks(100).collect()).collect();
+    let rounds = chunked.iter().map(Vec::len).max().unwrap_or(0);
     let batches: Arc<Vec<(u64, Vec<u64>)>> = Arc::new(
-        members
-            .iter()
-            .enumerate()
-            .flat_map(|(group, users)| {
-                users
-                    .chunks(100)
-                    .map(move |chunk| (group as u64, chunk.to_vec()))
+        (0..rounds)
+            .flat_map(|r| {
+                chunked
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(group, chunks)| {
+                        chunks.get(r).map(|c| (group as u64, c.to_vec()))
+                    })
             })
             .collect(),
     );

@@ -52,19 +52,21 @@ pub(super) async fn group_summaries(
 
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
     let at = micros(now());
-    for event in events {
-        sqlx::query(
-            "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(new_event_id())
-        .bind(&event.event_type)
-        .bind(&event.connection_id)
-        .bind(&event.customer_id)
-        .bind(at)
-        .bind(event.data.to_string())
-        .bind(event.changes.to_string())
-        .execute(&mut **tx)
-        .await?;
+    // A group change can emit thousands of member events: a few statements, not one each.
+    for chunk in events.chunks(1000) {
+        let mut insert: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(new_event_id())
+                .push_bind(event.event_type.clone())
+                .push_bind(event.connection_id.clone())
+                .push_bind(event.customer_id.clone())
+                .push_bind(at)
+                .push_bind(event.data.to_string())
+                .push_bind(event.changes.to_string());
+        });
+        insert.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -351,6 +353,15 @@ impl SqliteStore {
     }
 
     pub(super) async fn fan_out(&self, limit: u32) -> StoreResult<u64> {
+        // Most calls find nothing to do: find that out without taking the write lock.
+        let behind: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_endpoints WHERE fanned_out_through < (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events') LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        if behind.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {ENDPOINT_COLUMNS}, w.fanned_out_through FROM webhook_endpoints w"
