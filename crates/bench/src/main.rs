@@ -41,6 +41,9 @@ pub struct Args {
     /// Also write the results here, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the server's log (warnings and errors) in this file.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
 }
 
 #[tokio::main]

@@ -63,8 +63,11 @@ impl Scimgate {
             .args(["--scim-rate-limit", "0", "--log-format", "json"])
             .env("SCIMGATE_INTEGRATION_KEY", integration_key)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .stdout(match &args.server_log {
+                Some(path) => Stdio::from(std::fs::File::create(path)?),
+                None => Stdio::null(),
+            })
             .spawn()?;
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -41,8 +41,9 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Faults that say "not now" rather than "never": lost connections, an exhausted or closed
-/// pool, and PostgreSQL's connection (08…) and operator-intervention (57P…) classes, which
-/// include a server shutting down or restarting.
+/// pool, PostgreSQL's connection (08…) and operator-intervention (57P…) classes, which include
+/// a server shutting down or restarting, and a transaction PostgreSQL gave up on under
+/// contention (a deadlock victim, a serialization failure, the statement timeout).
 fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -50,7 +51,9 @@ fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code.as_ref(), "53300" | "40P01" | "40001" | "57014")
         }),
         _ => false,
     }

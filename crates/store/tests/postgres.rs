@@ -5,7 +5,7 @@ mod suite;
 
 use scimgate_store::postgres::PgStore;
 use scimgate_store::testing::TempPostgres;
-use scimgate_store::{Kind, Load, Store, StoreError};
+use scimgate_store::{Kind, Load, MemberOp, Store, StoreError};
 
 async fn fresh() -> (PgStore, TempPostgres) {
     let db = TempPostgres::create()
@@ -115,4 +115,88 @@ async fn version_checks_hold_across_instances() {
         .expect("read")
         .expect("user");
     assert_eq!(stored.version, 2);
+}
+
+/// Group writes that share members, and deletes of those members, all at once: before the
+/// membership lock, PostgreSQL picked deadlock victims among them.
+#[tokio::test]
+async fn concurrent_group_writes_sharing_members_never_deadlock() {
+    let db = TempPostgres::create()
+        .await
+        .expect("create a test database");
+    let store = PgStore::open(&db.url, suite::describer())
+        .await
+        .expect("open");
+    let (new, key) = suite::new_connection("contended");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let users: Vec<String> = (0..60).map(|i| format!("u{i:02}")).collect();
+    for id in &users {
+        store
+            .create_resource(&c.id, Kind::User, id, suite::user(id, "x@x.org"))
+            .await
+            .expect("user");
+    }
+    for g in 0..16 {
+        store
+            .create_resource(
+                &c.id,
+                Kind::Group,
+                &format!("g{g}"),
+                suite::group(&format!("g{g}"), vec![]),
+            )
+            .await
+            .expect("group");
+    }
+    let writes = (0..16).map(|g| {
+        // Each group takes the members in another order.
+        let mut ids = users[..50].to_vec();
+        ids.rotate_left(g * 3);
+        let ops: Vec<MemberOp> = ids
+            .iter()
+            .map(|id| MemberOp::Add(suite::member(id)))
+            .collect();
+        let (store, connection) = (&store, &c.id);
+        async move {
+            store
+                .update_resource(
+                    connection,
+                    Kind::Group,
+                    &format!("g{g}"),
+                    None,
+                    suite::group(&format!("g{g}"), ops),
+                )
+                .await
+                .map(|_| ())
+        }
+    });
+    let deletes = users[50..].iter().map(|id| {
+        let (store, connection) = (&store, &c.id);
+        async move {
+            store
+                .delete_resource(connection, Kind::User, id, None)
+                .await
+        }
+    });
+    let (written, deleted) = tokio::join!(
+        futures::future::join_all(writes),
+        futures::future::join_all(deletes)
+    );
+    assert!(written.iter().all(Result::is_ok), "{written:?}");
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    for g in 0..16 {
+        let group = store
+            .resource(
+                &c.id,
+                Kind::Group,
+                &format!("g{g}"),
+                Load {
+                    members: true,
+                    ..Load::default()
+                },
+            )
+            .await
+            .expect("read")
+            .expect("group");
+        assert_eq!(group.members.map(|m| m.len()), Some(50));
+    }
 }

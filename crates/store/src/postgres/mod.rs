@@ -131,6 +131,21 @@ fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
     Ok((row.try_get("seq")?, resource))
 }
 
+/// Serializes the writes that change a connection's memberships (group writes, deletes). Each
+/// of them locks many member rows; taken one at a time they cannot deadlock, which row locks
+/// alone did not guarantee under dozens of concurrent group PATCHes. SQLite serializes all
+/// writes anyway.
+async fn lock_memberships(
+    tx: &mut Transaction<'_, Postgres>,
+    connection_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('memberships:' || $1, 0))")
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn kind_of(text: &str) -> StoreResult<Kind> {
     Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("member kind '{text}'")))
 }
@@ -309,6 +324,16 @@ impl PgStore {
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
+            // Locked in id order first: an UPDATE locks rows in whatever order its plan meets
+            // them, and two group writes sharing members would deadlock.
+            let ids: Vec<String> = touched.iter().map(|id| (*id).clone()).collect();
+            sqlx::query(
+                "SELECT 1 FROM resources WHERE kind = 'User' AND connection_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+            )
+            .bind(connection_id)
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
             let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
                 // Their `groups` attribute changed too: a new version and lastModified.
                 "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ",
@@ -736,6 +761,9 @@ impl Store for PgStore {
     ) -> StoreResult<WriteOutcome> {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
+        if kind == Kind::Group && !write.members.is_empty() {
+            lock_memberships(&mut tx, connection_id).await?;
+        }
         let inserted = sqlx::query(
             "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11) RETURNING seq",
@@ -821,6 +849,9 @@ impl Store for PgStore {
     ) -> StoreResult<WriteOutcome> {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
+        if kind == Kind::Group {
+            lock_memberships(&mut tx, connection_id).await?;
+        }
         let row = sqlx::query(&format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 AND deleted_at IS NULL FOR UPDATE"
         ))
@@ -901,6 +932,20 @@ impl Store for PgStore {
         expected_version: Option<i64>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        if true {
+            lock_memberships(&mut tx, connection_id).await?;
+        }
+        if kind == Kind::User {
+            // Groups before their members, the order group writes take them in.
+            sqlx::query(
+                "SELECT 1 FROM resources g JOIN memberships m ON m.group_seq = g.seq \
+                 WHERE m.connection_id = $1 AND m.member_id = $2 ORDER BY g.id FOR UPDATE OF g",
+            )
+            .bind(connection_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let row = sqlx::query(&format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = $1 AND kind = $2 AND id = $3 AND deleted_at IS NULL FOR UPDATE"
         ))
@@ -944,6 +989,12 @@ impl Store for PgStore {
         sqlx::query("DELETE FROM memberships WHERE connection_id = $1 AND member_id = $2")
             .bind(connection_id)
             .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // A deleted group's members, locked in id order like every group write locks them.
+        sqlx::query("SELECT 1 FROM resources WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2) ORDER BY id FOR UPDATE")
+            .bind(connection_id)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = $1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)")
