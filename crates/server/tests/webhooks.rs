@@ -534,13 +534,22 @@ async fn the_endpoints_api_validates_rotates_tests_retries_and_replays(backend: 
     assert_eq!(patched["description"], "prod");
     assert_eq!(patched["event_types"], json!([]));
 
-    let (_, log) = mgmt(
-        &server,
-        Method::GET,
-        &format!("/v1/webhook-endpoints/{id}/deliveries"),
-        None,
-    )
-    .await;
+    // A delivery is recorded once its answer is in, a moment after the receiver saw it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let (_, log) = mgmt(
+            &server,
+            Method::GET,
+            &format!("/v1/webhook-endpoints/{id}/deliveries"),
+            None,
+        )
+        .await;
+        if log["deliveries"][0]["state"] == "delivered" {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let delivery = log["deliveries"][0]["delivery_id"]
         .as_str()
         .expect("delivery")
