@@ -305,24 +305,32 @@ async fn unknown_members_are_skipped_and_logged_or_refused_when_strict(backend: 
         .await;
     assert_eq!(status, 201);
     assert_eq!(member_ids(&group), vec![real.clone()]);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let log: Value = server
-        .mgmt(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}/requests", lenient.id),
-        )
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let entry = log["requests"]
-        .as_array()
-        .expect("requests")
-        .iter()
-        .find(|r| r["method"] == "POST" && r["path"] == "/Groups")
-        .expect("logged");
+    // The request log is written in the background, a moment after each response.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let entry = loop {
+        let log: Value = server
+            .mgmt(
+                reqwest::Method::GET,
+                &format!("/v1/connections/{}/requests", lenient.id),
+            )
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let found = log["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .find(|r| r["method"] == "POST" && r["path"] == "/Groups")
+            .cloned();
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(std::time::Instant::now() < deadline, "not logged: {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         entry["warnings"][0]
             .as_str()

@@ -153,24 +153,27 @@ async fn the_connection_lifecycle(backend: Backend) {
     .await;
     assert_eq!(scim.get("/Users").await.0, 200);
 
-    let (status, requests, _) = call(
-        &server,
-        Method::GET,
-        &format!("/v1/connections/{id}/requests"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, requests2, _) = call(
-        &server,
-        Method::GET,
-        &format!("/v1/connections/{id}/requests"),
-        None,
-    )
-    .await;
+    // The request log is written in the background, a moment after each response.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let requests2 = loop {
+        let (status, requests, _) = call(
+            &server,
+            Method::GET,
+            &format!("/v1/connections/{id}/requests"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        if requests["requests"]
+            .as_array()
+            .is_some_and(|e| e.len() >= 3)
+        {
+            break requests;
+        }
+        assert!(std::time::Instant::now() < deadline, "{requests}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let entries = requests2["requests"].as_array().expect("requests");
-    assert!(entries.len() >= 3, "{requests} / {requests2}");
     assert!(entries.iter().any(
         |e| e["status"] == 403 && e["detail"].as_str().is_some_and(|d| d.contains("disabled"))
     ));
