@@ -195,7 +195,7 @@ fn explicit_null_value<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Tells `"display_name": null` (clear it) from an absent field (leave it).
-fn explicit_null<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn explicit_null<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::events::{check_types, parse_cursor};
-use crate::management::connections::{parse_body, rfc3339};
+use crate::management::connections::{explicit_null, parse_body, rfc3339};
 use crate::management::error::{ApiError, ErrorBody, FieldError};
 
 /// How delivery behaves; see the `--webhook-*` options.
@@ -110,12 +110,6 @@ pub struct UpdateEndpoint {
     pub connection_id: Option<Option<String>>,
     /// `true` on a disabled endpoint resumes delivery where it stopped.
     pub enabled: Option<bool>,
-}
-
-fn explicit_null<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
