@@ -1,14 +1,16 @@
 //! This machine's ceilings, measured with the same client and concurrency as the scenarios:
 //! a bare HTTP server answering a SCIM-sized JSON body (nothing can serve faster), and a bare
 //! server that stores each request body in SQLite in its own durable transaction (one fsync
-//! per request: what a naive durable create costs).
+//! per request: what a naive durable create costs). A third, for reference: a bare server that
+//! answers each GET with one indexed read through sqlx's SQLite pool, the floor under any
+//! request that reads the database through that driver.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
@@ -22,10 +24,12 @@ use crate::BenchError;
 pub struct Ceilings {
     pub http: Stats,
     pub durable_write: Stats,
+    pub sqlx_read: Stats,
 }
 
 const REQUESTS: u64 = 20_000;
 const WRITES: u64 = 3_000;
+const PEOPLE: u64 = 10_000;
 
 async fn serve(app: Router) -> Result<SocketAddr, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -49,6 +53,19 @@ async fn store(State(pool): State<SqlitePool>, body: Bytes) -> StatusCode {
         Ok(()) => StatusCode::CREATED,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+async fn lookup(
+    State(pool): State<SqlitePool>,
+    Path(name): Path<String>,
+) -> Result<([(&'static str, &'static str); 1], String), StatusCode> {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM people WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&pool)
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    body.map(|b| ([("content-type", "application/scim+json")], b))
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
 pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
@@ -77,12 +94,17 @@ pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
     .synchronous(SqliteSynchronous::Full);
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
     sqlx::query("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         .execute(&pool)
         .await?;
-    let write_addr = serve(Router::new().route("/Users", post(store)).with_state(pool)).await?;
+    let write_addr = serve(
+        Router::new()
+            .route("/Users", post(store))
+            .with_state(pool.clone()),
+    )
+    .await?;
     let url = Arc::new(format!("http://{write_addr}/Users"));
     let durable_write = driver::run(
         "ceiling: durable SQLite insert",
@@ -99,8 +121,50 @@ pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
         },
     )
     .await;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("CREATE TABLE people (name TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    for i in 0..PEOPLE {
+        sqlx::query("INSERT INTO people (name, body) VALUES (?, ?)")
+            .bind(format!("p{i}"))
+            .bind(user_body(i, "ceiling").to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    // As scimgate reads: a pool of read-only connections, not checked on every acquire.
+    let readers = SqlitePoolOptions::new()
+        .max_connections(8)
+        .test_before_acquire(false)
+        .connect_with(options.read_only(true))
+        .await?;
+    let read_addr = serve(
+        Router::new()
+            .route("/Users/{name}", get(lookup))
+            .with_state(readers),
+    )
+    .await?;
+    let base = Arc::new(format!("http://{read_addr}/Users"));
+    let c = reqwest::Client::new();
+    let sqlx_read = driver::run(
+        "reference: one indexed sqlx SQLite read",
+        concurrency,
+        REQUESTS,
+        move |i| {
+            let (c, base) = (c.clone(), base.clone());
+            async move {
+                driver::expect(c.get(format!("{base}/p{}", i % PEOPLE)), 200)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
     Ok(Ceilings {
         http,
         durable_write,
+        sqlx_read,
     })
 }

@@ -62,7 +62,12 @@ impl Scimgate {
             ])
             .args(["--scim-rate-limit", "0", "--log-format", "json"])
             .env("SCIMGATE_INTEGRATION_KEY", integration_key)
-            .env("RUST_LOG", "warn")
+            // The caller's RUST_LOG, if any, reaches the server: `sqlx::query=debug` logs every
+            // statement with its time, which is how slow statements are found.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stderr(Stdio::null())
             .stdout(match &args.server_log {
                 Some(path) => Stdio::from(std::fs::File::create(path)?),

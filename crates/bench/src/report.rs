@@ -48,7 +48,11 @@ impl Report {
                 "concurrency": args.concurrency, "large_group": args.large_group.min(args.users),
                 "database": if args.database == "sqlite" { "sqlite" } else { "postgres" },
             }),
-            ceilings: vec![ceilings.http.clone(), ceilings.durable_write.clone()],
+            ceilings: vec![
+                ceilings.http.clone(),
+                ceilings.durable_write.clone(),
+                ceilings.sqlx_read.clone(),
+            ],
             scenarios,
             peak_rss_kib,
             rss_before_paging_kib: results.rss_before_paging_kib,

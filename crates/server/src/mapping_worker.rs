@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scimgate_store::{Connection, MappedRecord, StaleUser, StoreResult};
+use scimgate_store::{MappedRecord, MappedSave, StaleUser, StoreResult};
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
@@ -45,6 +45,7 @@ pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
             .or_default()
             .push(user);
     }
+    let mut saves = Vec::with_capacity(stale.len());
     for (connection_id, users) in by_connection {
         let Some(connection) = state.store.connection(connection_id).await? else {
             continue;
@@ -53,28 +54,23 @@ pub async fn run_batch(state: &AppState) -> StoreResult<usize> {
         for user in users {
             // One user failing (its lease then lapses and it is retried) must not hold back
             // the rest of the batch, which may belong to other tenants.
-            if let Err(e) = map_one(state, &mut viewer, &connection, user).await {
-                tracing::warn!(error = %e, %connection_id, user_id = %user.resource.id, "mapping a user failed");
+            match viewer.mapped(&user.resource).await {
+                Ok(mapped) => saves.push(MappedSave {
+                    connection_id: connection.id.clone(),
+                    user_id: user.resource.id.clone(),
+                    epoch: user.epoch,
+                    record: MappedRecord {
+                        generation: connection.mapping_generation,
+                        value: serde_json::to_value(&mapped).unwrap_or_default(),
+                    },
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, %connection_id, user_id = %user.resource.id, "mapping a user failed")
+                }
             }
         }
     }
+    // One commit for the whole batch: a membership PATCH of 100 users must not cost 100 fsyncs.
+    state.store.save_mapped(&saves).await?;
     Ok(stale.len())
-}
-
-async fn map_one(
-    state: &AppState,
-    viewer: &mut Viewer<'_>,
-    connection: &Connection,
-    user: &StaleUser,
-) -> StoreResult<()> {
-    let mapped = viewer.mapped(&user.resource).await?;
-    let value = serde_json::to_value(&mapped).unwrap_or_default();
-    let record = MappedRecord {
-        generation: connection.mapping_generation,
-        value,
-    };
-    state
-        .store
-        .save_mapped(&connection.id, &user.resource.id, user.epoch, record)
-        .await
 }

@@ -72,6 +72,16 @@ pub struct StaleUser {
     pub resource: StoredResource,
 }
 
+/// A recomputed mapped view for [`Store::save_mapped`].
+#[derive(Debug, Clone)]
+pub struct MappedSave {
+    pub connection_id: String,
+    pub user_id: String,
+    /// The [`StaleUser::epoch`] it was computed at.
+    pub epoch: i64,
+    pub record: MappedRecord,
+}
+
 /// One page of results. `total_results` counts every match, not just this page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -188,15 +198,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         lease: std::time::Duration,
     ) -> StoreResult<Vec<StaleUser>>;
-    /// Stores a user's mapped view, unless the user changed (another `version`) since it was
-    /// computed, and ends its lease.
-    async fn save_mapped(
-        &self,
-        connection_id: &str,
-        user_id: &str,
-        version: i64,
-        record: MappedRecord,
-    ) -> StoreResult<()>;
+    /// Stores users' mapped views in one commit, each unless the user changed (another epoch)
+    /// since it was computed, and ends their leases.
+    async fn save_mapped(&self, saves: &[MappedSave]) -> StoreResult<()>;
     /// Marks the users that are members of this group stale (its name or external id changed).
     async fn mark_group_members_stale(
         &self,

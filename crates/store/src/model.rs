@@ -1,5 +1,6 @@
 //! The records the store keeps, independent of any backend.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -108,10 +109,11 @@ pub struct NewSetupLink {
     pub expires_at: OffsetDateTime,
 }
 
-/// What a SCIM key lookup finds.
+/// What a SCIM key lookup finds: the key's state and its connection, read in one statement
+/// because every SCIM request starts with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScimKeyRecord {
-    pub connection_id: String,
+    pub connection: Connection,
     /// The earlier of the key's own expiry and, for a replaced key, the end of its overlap.
     pub valid_until: Option<OffsetDateTime>,
     /// The key was replaced by a reset (its overlap may still be running).
@@ -237,23 +239,77 @@ impl MemberDelta {
         self.added.is_empty() && self.removed.is_empty()
     }
 
-    /// Records a row that was inserted. A member removed earlier in the same write and added
-    /// back is no change at all.
-    pub fn inserted(&mut self, member: &Member) {
-        let before = self.removed.len();
-        self.removed.retain(|id| id != &member.id);
-        if self.removed.len() == before {
-            self.added.push(member.clone());
-        }
+    /// Records the rows one statement inserted, in the order they were asked for. A member
+    /// removed earlier in the same write and added back is no change at all.
+    pub fn inserted(&mut self, members: &[&Member]) {
+        let ids: HashSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let mut restored: HashSet<String> = HashSet::new();
+        self.removed.retain(|id| {
+            let back = ids.contains(id.as_str());
+            if back {
+                restored.insert(id.clone());
+            }
+            !back
+        });
+        self.added.extend(
+            members
+                .iter()
+                .filter(|m| !restored.contains(&m.id))
+                .map(|m| (*m).clone()),
+        );
     }
 
-    /// Records a row that was deleted; undoes an addition made earlier in the same write.
-    pub fn deleted(&mut self, id: String) {
-        let before = self.added.len();
-        self.added.retain(|m| m.id != id);
-        if self.added.len() == before && !self.removed.contains(&id) {
-            self.removed.push(id);
+    /// Records the rows one statement deleted; undoes additions made earlier in the same write.
+    pub fn deleted(&mut self, ids: Vec<String>) {
+        let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut undone: HashSet<String> = HashSet::new();
+        self.added.retain(|m| {
+            let cancel = gone.contains(m.id.as_str());
+            if cancel {
+                undone.insert(m.id.clone());
+            }
+            !cancel
+        });
+        let mut already: HashSet<String> = self.removed.iter().cloned().collect();
+        for id in ids {
+            if !undone.contains(&id) && already.insert(id.clone()) {
+                self.removed.push(id);
+            }
         }
+    }
+}
+
+/// A write's member changes as runs of the same kind, each run one statement: consecutive adds
+/// (each id once, first wins), consecutive removes, or a clear. Runs keep the order of the ops.
+#[derive(Debug, PartialEq)]
+pub enum MemberRun<'a> {
+    Add(Vec<&'a Member>),
+    Remove(Vec<&'a str>),
+    Clear,
+}
+
+impl MemberRun<'_> {
+    pub fn of(ops: &[MemberOp]) -> Vec<MemberRun<'_>> {
+        let mut runs: Vec<MemberRun<'_>> = Vec::new();
+        // The ids of the current run of adds.
+        let mut adding: HashSet<&str> = HashSet::new();
+        for op in ops {
+            match (op, runs.last_mut()) {
+                (MemberOp::Add(m), Some(MemberRun::Add(run))) => {
+                    if adding.insert(&m.id) {
+                        run.push(m);
+                    }
+                }
+                (MemberOp::Add(m), _) => {
+                    adding = HashSet::from([m.id.as_str()]);
+                    runs.push(MemberRun::Add(vec![m]));
+                }
+                (MemberOp::Remove(id), Some(MemberRun::Remove(run))) => run.push(id),
+                (MemberOp::Remove(id), _) => runs.push(MemberRun::Remove(vec![id])),
+                (MemberOp::Clear, _) => runs.push(MemberRun::Clear),
+            }
+        }
+        runs
     }
 }
 
@@ -286,4 +342,53 @@ pub struct RequestLogEntry {
     pub scim_type: Option<String>,
     pub detail: Option<String>,
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> Member {
+        Member {
+            id: id.to_owned(),
+            kind: Kind::User,
+            display: None,
+        }
+    }
+
+    #[test]
+    fn member_ops_fold_into_ordered_runs_with_each_added_id_once() {
+        let ops = vec![
+            MemberOp::Add(user("a")),
+            MemberOp::Add(user("b")),
+            MemberOp::Add(user("a")),
+            MemberOp::Remove("a".into()),
+            MemberOp::Remove("c".into()),
+            MemberOp::Clear,
+            MemberOp::Add(user("a")),
+        ];
+        let (a, b) = (user("a"), user("b"));
+        assert_eq!(
+            MemberRun::of(&ops),
+            vec![
+                MemberRun::Add(vec![&a, &b]),
+                MemberRun::Remove(vec!["a", "c"]),
+                MemberRun::Clear,
+                MemberRun::Add(vec![&a]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delta_cancels_a_removal_and_an_addition_of_the_same_member() {
+        let (a, b) = (user("a"), user("b"));
+        let mut delta = MemberDelta::default();
+        delta.deleted(vec!["a".into(), "c".into()]);
+        delta.inserted(&[&a, &b]);
+        assert_eq!(delta.added, vec![b.clone()], "a came back: no change");
+        assert_eq!(delta.removed, vec!["c".to_owned()]);
+        delta.deleted(vec!["b".into(), "c".into()]);
+        assert!(delta.added.is_empty(), "b added then removed: no change");
+        assert_eq!(delta.removed, vec!["c".to_owned()], "c is removed once");
+    }
 }

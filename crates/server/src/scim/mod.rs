@@ -104,7 +104,7 @@ async fn authenticate(
         .scim_key(&secrets::hash(token))
         .await?
         .ok_or_else(invalid)?;
-    if record.connection_id != connection_id {
+    if record.connection.id != connection_id {
         return Err(invalid());
     }
     if record
@@ -117,11 +117,7 @@ async fn authenticate(
             "this SCIM API key has expired; ask the application for a new one"
         }));
     }
-    let connection = state
-        .store
-        .connection(&connection_id)
-        .await?
-        .ok_or_else(invalid)?;
+    let connection = record.connection;
     if connection.status == ConnectionStatus::Disabled {
         return Err(ScimFailure::status(
             403,

@@ -16,21 +16,25 @@ use time::OffsetDateTime;
 
 use crate::events::*;
 use crate::model::*;
-use crate::paging::{page_in_memory, Cursor};
+use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, micros, Indexed, Plan};
-use crate::{ListQuery, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
+use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
+mod commit;
 mod outbox;
 mod setup;
 
 use std::sync::Arc;
 
+use commit::GroupCommit;
 use outbox::{connection_in, group_summaries, insert_events};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// SCIM resource writes, batched into shared commits on `writer`.
+    commits: GroupCommit,
     reader: SqlitePool,
     events: Arc<dyn EventSource>,
 }
@@ -49,16 +53,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // A local file's connections do not go stale: the check sqlx makes on every acquire is
+        // one more round trip to the connection's thread for nothing.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore {
+            commits: GroupCommit::start(writer.clone()),
             writer,
             reader,
             events,
@@ -105,8 +114,50 @@ fn connection_from_row(row: &SqliteRow) -> StoreResult<Connection> {
     })
 }
 
-const RESOURCE_COLUMNS: &str =
-    "seq, id, kind, version, created_at, last_modified, body, mapped, mapped_generation, deleted_at";
+macro_rules! resource_columns {
+    () => {
+        "seq, id, kind, version, created_at, last_modified, body, mapped, mapped_generation, deleted_at"
+    };
+}
+const RESOURCE_COLUMNS: &str = resource_columns!();
+/// With a user's groups as `[[id, displayName], …]`, read in the same statement: one round trip
+/// per user read instead of two, and per page instead of one per user. The outer table must be
+/// `resources`, unaliased.
+const USER_COLUMNS: &str = concat!(
+    resource_columns!(),
+    ", (SELECT json_group_array(json_array(id, display)) FROM (SELECT g.id, json_extract(g.body, '$.displayName') AS display FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE m.connection_id = resources.connection_id AND m.member_id = resources.id ORDER BY g.seq)) AS groups_json"
+);
+
+/// The columns to read for `kind` with `load`.
+fn columns_for(kind: Kind, load: Load) -> &'static str {
+    if kind == Kind::User && load.groups {
+        USER_COLUMNS
+    } else {
+        RESOURCE_COLUMNS
+    }
+}
+
+/// The groups read by [`USER_COLUMNS`], if the row has them.
+fn groups_from_row(row: &SqliteRow) -> StoreResult<Option<Vec<Member>>> {
+    let text: Option<String> = match row.try_get("groups_json") {
+        Ok(text) => text,
+        Err(sqlx::Error::ColumnNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let pairs: Vec<(String, Option<String>)> =
+        serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| StoreError::Corrupt(format!("a user's groups: {e}")))?;
+    Ok(Some(
+        pairs
+            .into_iter()
+            .map(|(id, display)| Member {
+                id,
+                kind: Kind::Group,
+                display,
+            })
+            .collect(),
+    ))
+}
 
 fn resource_from_row(row: &SqliteRow) -> StoreResult<(i64, StoredResource)> {
     let kind: String = row.try_get("kind")?;
@@ -120,7 +171,7 @@ fn resource_from_row(row: &SqliteRow) -> StoreResult<(i64, StoredResource)> {
         body: serde_json::from_str(&body)
             .map_err(|e| StoreError::Corrupt(format!("resource body: {e}")))?,
         members: None,
-        groups: None,
+        groups: groups_from_row(row)?,
         mapped: None,
         deleted_at: opt_time(row.try_get("deleted_at")?),
     };
@@ -134,6 +185,13 @@ fn resource_from_row(row: &SqliteRow) -> StoreResult<(i64, StoredResource)> {
         });
     }
     Ok((row.try_get("seq")?, resource))
+}
+
+fn ids_of(rows: Vec<SqliteRow>) -> StoreResult<Vec<String>> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("member_id"))
+        .collect::<Result<_, _>>()?)
 }
 
 fn kind_of(text: &str) -> StoreResult<Kind> {
@@ -161,75 +219,15 @@ where
         .collect()
 }
 
-async fn load_groups_of<'e, E>(
-    exec: E,
-    connection_id: &str,
-    member_id: &str,
-) -> StoreResult<Vec<Member>>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
-    let rows = sqlx::query(
-        "SELECT g.id, json_extract(g.body, '$.displayName') AS display FROM memberships m \
-         JOIN resources g ON g.seq = m.group_seq \
-         WHERE m.connection_id = ? AND m.member_id = ? ORDER BY g.seq",
-    )
-    .bind(connection_id)
-    .bind(member_id)
-    .fetch_all(exec)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Member {
-                id: r.try_get("id")?,
-                kind: Kind::Group,
-                display: r.try_get("display")?,
-            })
-        })
-        .collect()
-}
-
 impl SqliteStore {
-    /// Emits the events of a create or change, with the connection and a user's groups as
-    /// this transaction sees them.
-    async fn emit_written(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        connection_id: &str,
-        before: Option<&StoredResource>,
-        after: &StoredResource,
-        members: &MemberDelta,
-    ) -> StoreResult<()> {
-        let Some(connection) = connection_in(tx, connection_id).await? else {
-            return Ok(());
-        };
-        let groups = match after.kind {
-            Kind::User => group_summaries(tx, connection_id, &after.id).await?,
-            Kind::Group => Vec::new(),
-        };
-        let events = self.events.events(Effect::ResourceWritten {
-            connection: &connection,
-            before,
-            after,
-            groups: &groups,
-            members,
-        });
-        insert_events(tx, events).await
-    }
-
     async fn load_related(
         &self,
-        connection_id: &str,
         seq: i64,
         resource: &mut StoredResource,
         load: Load,
     ) -> StoreResult<()> {
         if load.members && resource.kind == Kind::Group {
             resource.members = Some(load_members(&self.reader, seq).await?);
-        }
-        if load.groups && resource.kind == Kind::User {
-            resource.groups =
-                Some(load_groups_of(&self.reader, connection_id, &resource.id).await?);
         }
         Ok(())
     }
@@ -253,54 +251,69 @@ impl SqliteStore {
                 .await?;
         }
         let mut delta = MemberDelta::default();
-        for op in &write.members {
-            match op {
-                MemberOp::Add(m) => {
-                    let done = sqlx::query(
-                        "INSERT INTO memberships (group_seq, member_id, connection_id, member_kind, display) \
-                         SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM resources WHERE connection_id = ? AND id = ? AND deleted_at IS NULL) \
-                         ON CONFLICT (group_seq, member_id) DO NOTHING",
-                    )
-                    .bind(seq)
-                    .bind(&m.id)
-                    .bind(connection_id)
-                    .bind(m.kind.as_str())
-                    .bind(&m.display)
-                    // A member deleted since the ids were checked is not added.
-                    .bind(connection_id)
-                    .bind(&m.id)
-                    .execute(&mut **tx)
-                    .await?;
-                    if done.rows_affected() == 1 {
-                        delta.inserted(m);
+        for run in MemberRun::of(&write.members) {
+            match run {
+                MemberRun::Add(members) => {
+                    for chunk in members.chunks(1000) {
+                        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                            "INSERT INTO memberships (group_seq, member_id, connection_id, member_kind, display) SELECT ",
+                        );
+                        qb.push_bind(seq)
+                            .push(", v.column1, ")
+                            .push_bind(connection_id.to_owned())
+                            .push(", v.column2, v.column3 FROM (");
+                        qb.push_values(chunk, |mut row, m| {
+                            row.push_bind(m.id.clone())
+                                .push_bind(m.kind.as_str())
+                                .push_bind(m.display.clone());
+                        });
+                        // A member deleted since the ids were checked is not added.
+                        qb.push(") AS v WHERE EXISTS (SELECT 1 FROM resources WHERE connection_id = ")
+                            .push_bind(connection_id.to_owned())
+                            .push(" AND id = v.column1 AND deleted_at IS NULL) ON CONFLICT (group_seq, member_id) DO NOTHING RETURNING member_id");
+                        let done = ids_of(qb.build().fetch_all(&mut **tx).await?)?;
+                        let done: std::collections::HashSet<&str> =
+                            done.iter().map(String::as_str).collect();
+                        let inserted: Vec<&Member> = chunk
+                            .iter()
+                            .copied()
+                            .filter(|m| done.contains(m.id.as_str()))
+                            .collect();
+                        delta.inserted(&inserted);
                     }
                 }
-                MemberOp::Remove(id) => {
-                    let done = sqlx::query(
-                        "DELETE FROM memberships WHERE group_seq = ? AND member_id = ?",
-                    )
-                    .bind(seq)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-                    if done.rows_affected() == 1 {
-                        delta.deleted(id.clone());
+                MemberRun::Remove(ids) => {
+                    for chunk in ids.chunks(1000) {
+                        let mut qb: QueryBuilder<'_, Sqlite> =
+                            QueryBuilder::new("DELETE FROM memberships WHERE group_seq = ");
+                        qb.push_bind(seq).push(" AND member_id IN (");
+                        let mut list = qb.separated(", ");
+                        for id in chunk {
+                            list.push_bind(id.to_string());
+                        }
+                        qb.push(") RETURNING member_id");
+                        let done = ids_of(qb.build().fetch_all(&mut **tx).await?)?;
+                        let done: std::collections::HashSet<&str> =
+                            done.iter().map(String::as_str).collect();
+                        // In the order asked for, so events follow the request.
+                        let mut seen = std::collections::HashSet::new();
+                        delta.deleted(
+                            chunk
+                                .iter()
+                                .filter(|id| done.contains(*id) && seen.insert(**id))
+                                .map(|id| id.to_string())
+                                .collect(),
+                        );
                     }
                 }
-                MemberOp::Clear => {
+                MemberRun::Clear => {
                     let rows = sqlx::query(
                         "DELETE FROM memberships WHERE group_seq = ? RETURNING member_id",
                     )
                     .bind(seq)
                     .fetch_all(&mut **tx)
                     .await?;
-                    let gone: Vec<String> = rows
-                        .iter()
-                        .map(|r| r.try_get("member_id"))
-                        .collect::<Result<_, _>>()?;
-                    for id in gone {
-                        delta.deleted(id);
-                    }
+                    delta.deleted(ids_of(rows)?);
                 }
             }
         }
@@ -387,6 +400,269 @@ impl SqliteStore {
         }
         qb
     }
+}
+
+/// Emits the events of a create or change, with the connection and a user's groups as
+/// this transaction sees them.
+async fn emit_written(
+    events: &dyn EventSource,
+    tx: &mut Transaction<'_, Sqlite>,
+    connection_id: &str,
+    before: Option<&StoredResource>,
+    after: &StoredResource,
+    members: &MemberDelta,
+) -> StoreResult<()> {
+    let Some(connection) = connection_in(tx, connection_id).await? else {
+        return Ok(());
+    };
+    let groups = match after.kind {
+        Kind::User => group_summaries(tx, connection_id, &after.id).await?,
+        Kind::Group => Vec::new(),
+    };
+    let events = events.events(Effect::ResourceWritten {
+        connection: &connection,
+        before,
+        after,
+        groups: &groups,
+        members,
+    });
+    insert_events(tx, events).await
+}
+
+async fn create_resource_in(
+    mut tx: Transaction<'_, Sqlite>,
+    events: &dyn EventSource,
+    connection_id: &str,
+    kind: Kind,
+    id: &str,
+    write: ResourceWrite,
+) -> StoreResult<WriteOutcome> {
+    let at = micros(now());
+
+    let inserted = sqlx::query(
+            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(write.indexed.name.as_deref().map(fold))
+        .bind(&write.indexed.external_id)
+        .bind(write.indexed.active.map(i64::from))
+        .bind(at)
+        .bind(at)
+        .bind(write.body.to_string())
+        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .fetch_one(&mut *tx)
+        .await;
+    let seq: i64 = match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::UserNameTaken(
+                write.indexed.name.clone().unwrap_or_default(),
+            ))
+        }
+        other => other?.try_get("seq")?,
+    };
+    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+    let members = if kind == Kind::Group {
+        Some(load_members(&mut *tx, seq).await?)
+    } else {
+        None
+    };
+    let resource = StoredResource {
+        id: id.to_owned(),
+        kind,
+        version: 1,
+        created: from_micros(at),
+        last_modified: from_micros(at),
+        body: write.body,
+        members,
+        groups: (kind == Kind::User).then(Vec::new),
+        mapped: write.mapped,
+        deleted_at: None,
+    };
+    emit_written(events, &mut tx, connection_id, None, &resource, &delta).await?;
+    tx.commit().await?;
+    Ok(WriteOutcome {
+        resource,
+        members: delta,
+    })
+}
+
+async fn update_resource_in(
+    mut tx: Transaction<'_, Sqlite>,
+    events: &dyn EventSource,
+    connection_id: &str,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+    write: ResourceWrite,
+) -> StoreResult<WriteOutcome> {
+    let at = micros(now());
+
+    let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
+        ))
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(kind.as_str()));
+    };
+    let (seq, current) = resource_from_row(&row)?;
+    if let Some(expected) = expected_version {
+        if expected != current.version {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                actual: current.version,
+            });
+        }
+    }
+    let updated = sqlx::query(
+            "UPDATE resources SET name_lower = ?, external_id = ?, active = ?, version = version + 1, last_modified = ?, body = ?, mapped = ?, mapped_generation = ?, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = ?",
+        )
+        .bind(write.indexed.name.as_deref().map(fold))
+        .bind(&write.indexed.external_id)
+        .bind(write.indexed.active.map(i64::from))
+        .bind(at)
+        .bind(write.body.to_string())
+        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .bind(seq)
+        .execute(&mut *tx)
+        .await;
+    match updated {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::UserNameTaken(
+                write.indexed.name.clone().unwrap_or_default(),
+            ))
+        }
+        other => other?,
+    };
+    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+    if delta.is_empty() && write.body == current.body {
+        // An IdP re-sending the state it sent before (they do, constantly): nothing
+        // changed, so no new version, no new lastModified, nothing to recompute.
+        tx.rollback().await?;
+        return Ok(WriteOutcome {
+            resource: current,
+            members: delta,
+        });
+    }
+    let resource = StoredResource {
+        id: id.to_owned(),
+        kind,
+        version: current.version + 1,
+        created: current.created,
+        last_modified: from_micros(at),
+        body: write.body,
+        members: None,
+        groups: None,
+        mapped: write.mapped,
+        deleted_at: None,
+    };
+    emit_written(
+        events,
+        &mut tx,
+        connection_id,
+        Some(&current),
+        &resource,
+        &delta,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(WriteOutcome {
+        resource,
+        members: delta,
+    })
+}
+
+async fn delete_resource_in(
+    mut tx: Transaction<'_, Sqlite>,
+    events: &dyn EventSource,
+    connection_id: &str,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+) -> StoreResult<()> {
+    let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
+        ))
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(kind.as_str()));
+    };
+    let (seq, before) = resource_from_row(&row)?;
+    let version = before.version;
+    let groups = match kind {
+        Kind::User => group_summaries(&mut tx, connection_id, id).await?,
+        Kind::Group => Vec::new(),
+    };
+    if let Some(connection) = connection_in(&mut tx, connection_id).await? {
+        let events = events.events(Effect::ResourceDeleted {
+            connection: &connection,
+            resource: &before,
+            groups: &groups,
+        });
+        insert_events(&mut tx, events).await?;
+    }
+    if let Some(expected) = expected_version {
+        if expected != version {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                actual: version,
+            });
+        }
+    }
+    // The groups that listed it changed: a new version and lastModified for each.
+    sqlx::query("UPDATE resources SET version = version + 1, last_modified = ? WHERE seq IN (SELECT group_seq FROM memberships WHERE connection_id = ? AND member_id = ?)")
+            .bind(micros(now()))
+            .bind(connection_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM memberships WHERE connection_id = ? AND member_id = ?")
+        .bind(connection_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+            .bind(micros(now()))
+            .bind(connection_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM memberships WHERE group_seq = ?")
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+    if kind == Kind::User {
+        let at = micros(now());
+        sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE seq = ?")
+                .bind(at)
+                .bind(at)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+    } else {
+        sqlx::query("DELETE FROM resources WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -632,17 +908,18 @@ impl Store for SqliteStore {
     }
 
     async fn scim_key(&self, hash: &[u8]) -> StoreResult<Option<ScimKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT connection_id, valid_until, replaced_at FROM scim_keys WHERE hash = ?",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS}, k.valid_until AS key_valid_until, k.replaced_at AS key_replaced_at \
+             FROM scim_keys k JOIN connections c ON c.id = k.connection_id WHERE k.hash = ?"
+        ))
         .bind(hash)
         .fetch_optional(&self.reader)
         .await?;
         row.map(|r| {
             Ok(ScimKeyRecord {
-                connection_id: r.try_get("connection_id")?,
-                valid_until: opt_time(r.try_get("valid_until")?),
-                replaced: r.try_get::<Option<i64>, _>("replaced_at")?.is_some(),
+                connection: connection_from_row(&r)?,
+                valid_until: opt_time(r.try_get("key_valid_until")?),
+                replaced: r.try_get::<Option<i64>, _>("key_replaced_at")?.is_some(),
             })
         })
         .transpose()
@@ -729,58 +1006,15 @@ impl Store for SqliteStore {
         id: &str,
         write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let at = micros(now());
-        let mut tx = self.writer.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(write.indexed.name.as_deref().map(fold))
-        .bind(&write.indexed.external_id)
-        .bind(write.indexed.active.map(i64::from))
-        .bind(at)
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
-        .fetch_one(&mut *tx)
-        .await;
-        let seq: i64 = match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::UserNameTaken(
-                    write.indexed.name.clone().unwrap_or_default(),
-                ))
-            }
-            other => other?.try_get("seq")?,
-        };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
-        let members = if kind == Kind::Group {
-            Some(load_members(&mut *tx, seq).await?)
-        } else {
-            None
-        };
-        let resource = StoredResource {
-            id: id.to_owned(),
-            kind,
-            version: 1,
-            created: from_micros(at),
-            last_modified: from_micros(at),
-            body: write.body,
-            members,
-            groups: (kind == Kind::User).then(Vec::new),
-            mapped: write.mapped,
-            deleted_at: None,
-        };
-        self.emit_written(&mut tx, connection_id, None, &resource, &delta)
-            .await?;
-        tx.commit().await?;
-        Ok(WriteOutcome {
-            resource,
-            members: delta,
-        })
+        let events = self.events.clone();
+        let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
+        self.commits
+            .write(move |tx| {
+                Box::pin(async move {
+                    create_resource_in(tx, &*events, &connection_id, kind, &id, write).await
+                })
+            })
+            .await
     }
 
     async fn resource(
@@ -791,8 +1025,13 @@ impl Store for SqliteStore {
         load: Load,
     ) -> StoreResult<Option<StoredResource>> {
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ?{}",
-            if load.deleted { "" } else { " AND deleted_at IS NULL" }
+            "SELECT {} FROM resources WHERE connection_id = ? AND kind = ? AND id = ?{}",
+            columns_for(kind, load),
+            if load.deleted {
+                ""
+            } else {
+                " AND deleted_at IS NULL"
+            }
         ))
         .bind(connection_id)
         .bind(kind.as_str())
@@ -801,8 +1040,7 @@ impl Store for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let (seq, mut resource) = resource_from_row(&row)?;
-        self.load_related(connection_id, seq, &mut resource, load)
-            .await?;
+        self.load_related(seq, &mut resource, load).await?;
         Ok(Some(resource))
     }
 
@@ -814,78 +1052,24 @@ impl Store for SqliteStore {
         expected_version: Option<i64>,
         write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let at = micros(now());
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
-        ))
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(kind.as_str()));
-        };
-        let (seq, current) = resource_from_row(&row)?;
-        if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Err(StoreError::VersionMismatch {
-                    expected,
-                    actual: current.version,
-                });
-            }
-        }
-        let updated = sqlx::query(
-            "UPDATE resources SET name_lower = ?, external_id = ?, active = ?, version = version + 1, last_modified = ?, body = ?, mapped = ?, mapped_generation = ?, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = ?",
-        )
-        .bind(write.indexed.name.as_deref().map(fold))
-        .bind(&write.indexed.external_id)
-        .bind(write.indexed.active.map(i64::from))
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
-        .bind(seq)
-        .execute(&mut *tx)
-        .await;
-        match updated {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::UserNameTaken(
-                    write.indexed.name.clone().unwrap_or_default(),
-                ))
-            }
-            other => other?,
-        };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
-        if delta.is_empty() && write.body == current.body {
-            // An IdP re-sending the state it sent before (they do, constantly): nothing
-            // changed, so no new version, no new lastModified, nothing to recompute.
-            tx.rollback().await?;
-            return Ok(WriteOutcome {
-                resource: current,
-                members: delta,
-            });
-        }
-        let resource = StoredResource {
-            id: id.to_owned(),
-            kind,
-            version: current.version + 1,
-            created: current.created,
-            last_modified: from_micros(at),
-            body: write.body,
-            members: None,
-            groups: None,
-            mapped: write.mapped,
-            deleted_at: None,
-        };
-        self.emit_written(&mut tx, connection_id, Some(&current), &resource, &delta)
-            .await?;
-        tx.commit().await?;
-        Ok(WriteOutcome {
-            resource,
-            members: delta,
-        })
+        let events = self.events.clone();
+        let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
+        self.commits
+            .write(move |tx| {
+                Box::pin(async move {
+                    update_resource_in(
+                        tx,
+                        &*events,
+                        &connection_id,
+                        kind,
+                        &id,
+                        expected_version,
+                        write,
+                    )
+                    .await
+                })
+            })
+            .await
     }
 
     async fn delete_resource(
@@ -895,82 +1079,16 @@ impl Store for SqliteStore {
         id: &str,
         expected_version: Option<i64>,
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
-        ))
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(kind.as_str()));
-        };
-        let (seq, before) = resource_from_row(&row)?;
-        let version = before.version;
-        let groups = match kind {
-            Kind::User => group_summaries(&mut tx, connection_id, id).await?,
-            Kind::Group => Vec::new(),
-        };
-        if let Some(connection) = connection_in(&mut tx, connection_id).await? {
-            let events = self.events.events(Effect::ResourceDeleted {
-                connection: &connection,
-                resource: &before,
-                groups: &groups,
-            });
-            insert_events(&mut tx, events).await?;
-        }
-        if let Some(expected) = expected_version {
-            if expected != version {
-                return Err(StoreError::VersionMismatch {
-                    expected,
-                    actual: version,
-                });
-            }
-        }
-        // The groups that listed it changed: a new version and lastModified for each.
-        sqlx::query("UPDATE resources SET version = version + 1, last_modified = ? WHERE seq IN (SELECT group_seq FROM memberships WHERE connection_id = ? AND member_id = ?)")
-            .bind(micros(now()))
-            .bind(connection_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM memberships WHERE connection_id = ? AND member_id = ?")
-            .bind(connection_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
-            .bind(micros(now()))
-            .bind(connection_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM memberships WHERE group_seq = ?")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        if kind == Kind::User {
-            let at = micros(now());
-            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE resources SET deleted_at = ?, last_modified = ?, version = version + 1, mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE seq = ?")
-                .bind(at)
-                .bind(at)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query("DELETE FROM resources WHERE seq = ?")
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let events = self.events.clone();
+        let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
+        self.commits
+            .write(move |tx| {
+                Box::pin(async move {
+                    delete_resource_in(tx, &*events, &connection_id, kind, &id, expected_version)
+                        .await
+                })
+            })
+            .await
     }
 
     async fn list_resources(
@@ -983,16 +1101,11 @@ impl Store for SqliteStore {
         let needs_related =
             |name: &str| query.filter.is_some_and(|f| crate::plan::mentions(f, name));
         if plan.exact && query.sort.is_none() {
-            let total: i64 =
-                Self::base_query(connection_id, kind, &plan, "count(*)", query.load.deleted)
-                    .build_query_scalar()
-                    .fetch_one(&self.reader)
-                    .await?;
             let mut qb = Self::base_query(
                 connection_id,
                 kind,
                 &plan,
-                RESOURCE_COLUMNS,
+                columns_for(kind, query.load),
                 query.load.deleted,
             );
             let mut offset = 0u64;
@@ -1012,12 +1125,28 @@ impl Store for SqliteStore {
                 .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
             let rows = qb.build().fetch_all(&self.reader).await?;
             let has_more = rows.len() as u64 > query.count;
+            let total = match total_from_page(&query.start, offset, rows.len() as u64, query.count)
+            {
+                Some(total) => total,
+                None => {
+                    let total: i64 = Self::base_query(
+                        connection_id,
+                        kind,
+                        &plan,
+                        "count(*)",
+                        query.load.deleted,
+                    )
+                    .build_query_scalar()
+                    .fetch_one(&self.reader)
+                    .await?;
+                    total as u64
+                }
+            };
             let mut resources = Vec::with_capacity(rows.len());
             let mut last_seq = None;
             for row in rows.iter().take(query.count as usize) {
                 let (seq, mut resource) = resource_from_row(row)?;
-                self.load_related(connection_id, seq, &mut resource, query.load)
-                    .await?;
+                self.load_related(seq, &mut resource, query.load).await?;
                 last_seq = Some(seq);
                 resources.push(resource);
             }
@@ -1027,29 +1156,28 @@ impl Store for SqliteStore {
             };
             return Ok(Page {
                 resources,
-                total_results: total as u64,
+                total_results: total,
                 next_cursor,
             });
         }
-        let mut qb = Self::base_query(
-            connection_id,
-            kind,
-            &plan,
-            RESOURCE_COLUMNS,
-            query.load.deleted,
-        );
-        qb.push(" ORDER BY seq");
-        let rows = qb.build().fetch_all(&self.reader).await?;
         let load = Load {
             members: query.load.members || needs_related("members"),
             groups: query.load.groups || needs_related("groups"),
             deleted: query.load.deleted,
         };
+        let mut qb = Self::base_query(
+            connection_id,
+            kind,
+            &plan,
+            columns_for(kind, load),
+            query.load.deleted,
+        );
+        qb.push(" ORDER BY seq");
+        let rows = qb.build().fetch_all(&self.reader).await?;
         let mut candidates = Vec::with_capacity(rows.len());
         for row in &rows {
             let (seq, mut resource) = resource_from_row(row)?;
-            self.load_related(connection_id, seq, &mut resource, load)
-                .await?;
+            self.load_related(seq, &mut resource, load).await?;
             candidates.push((seq, resource));
         }
         page_in_memory(candidates, query)
@@ -1098,7 +1226,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StaleUser>> {
         let now = micros(now());
         let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = ? WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < ?) ORDER BY r.seq LIMIT ?) RETURNING connection_id, mapping_epoch, {RESOURCE_COLUMNS}"))
+        // CROSS JOIN keeps connections outermost, so each one's pending users are read from the
+        // index, and only as many as the batch takes.
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = ? WHERE seq IN (SELECT r.seq FROM connections c CROSS JOIN resources r INDEXED BY resources_mapping_pending ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < ?) LIMIT ?) RETURNING connection_id, mapping_epoch, {USER_COLUMNS}"))
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
@@ -1108,9 +1238,7 @@ impl Store for SqliteStore {
         for row in &rows {
             let connection_id: String = row.try_get("connection_id")?;
             let epoch: i64 = row.try_get("mapping_epoch")?;
-            let (_, mut resource) = resource_from_row(row)?;
-            resource.groups =
-                Some(load_groups_of(&self.reader, &connection_id, &resource.id).await?);
+            let (_, resource) = resource_from_row(row)?;
             stale.push(StaleUser {
                 connection_id,
                 epoch,
@@ -1120,21 +1248,27 @@ impl Store for SqliteStore {
         Ok(stale)
     }
 
-    async fn save_mapped(
-        &self,
-        connection_id: &str,
-        user_id: &str,
-        epoch: i64,
-        record: MappedRecord,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE connection_id = ? AND kind = 'User' AND id = ? AND mapping_epoch = ?")
-            .bind(record.value.to_string())
-            .bind(record.generation)
-            .bind(connection_id)
-            .bind(user_id)
-            .bind(epoch)
-            .execute(&self.writer)
-            .await?;
+    async fn save_mapped(&self, saves: &[MappedSave]) -> StoreResult<()> {
+        if saves.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        // SQLite allows 32766 bound parameters: 5 per save.
+        for chunk in saves.chunks(1000) {
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE resources SET mapped = v.column4, mapped_generation = v.column5, mapping_lease_until = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut row, save| {
+                row.push_bind(save.connection_id.clone())
+                    .push_bind(save.user_id.clone())
+                    .push_bind(save.epoch)
+                    .push_bind(save.record.value.to_string())
+                    .push_bind(save.record.generation);
+            });
+            qb.push(") AS v WHERE resources.connection_id = v.column1 AND resources.id = v.column2 AND resources.kind = 'User' AND resources.mapping_epoch = v.column3");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

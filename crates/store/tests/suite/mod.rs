@@ -1,7 +1,7 @@
 //! The behavioural suite every backend must pass. Each backend's test file calls
 //! `store_suite!` with an async constructor of a fresh, empty store.
 
-use scimgate_protocol::{AttrPath, Filter, SchemaRegistry};
+use scimgate_protocol::{AttrPath, Filter, ResourceSchemas, SchemaRegistry};
 use scimgate_store::*;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -200,14 +200,10 @@ pub async fn scim_keys_rotate_with_overlap(store: &dyn Store) {
         .await
         .expect("lookup")
         .expect("found");
-    assert_eq!(
-        found,
-        ScimKeyRecord {
-            connection_id: new.id.clone(),
-            valid_until: None,
-            replaced: false
-        }
-    );
+    assert_eq!(found.connection.id, new.id);
+    assert_eq!(found.connection.display_name, new.display_name);
+    assert_eq!(found.valid_until, None);
+    assert!(!found.replaced);
 
     let expiry = OffsetDateTime::now_utc() + Duration::days(30);
     let overlap_end = OffsetDateTime::now_utc() + Duration::hours(1);
@@ -914,12 +910,18 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         generation,
         value: json!({"properties": {"email": "m@x"}}),
     };
+    let save = |connection_id: &str, user_id: &str, epoch, record| MappedSave {
+        connection_id: connection_id.to_owned(),
+        user_id: user_id.to_owned(),
+        epoch,
+        record,
+    };
     store
-        .save_mapped(&a.id, "u0", 0, record(1))
+        .save_mapped(&[save(&a.id, "u0", 0, record(1))])
         .await
         .expect("save");
     store
-        .save_mapped(&a.id, "u1", 99, record(1))
+        .save_mapped(&[save(&a.id, "u1", 99, record(1))])
         .await
         .expect("a stale version is ignored");
     assert_eq!(
@@ -980,7 +982,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         (3, 0)
     );
     store
-        .save_mapped(&a.id, "u0", 0, record(2))
+        .save_mapped(&[save(&a.id, "u0", 0, record(2))])
         .await
         .expect("save");
     assert_eq!(
@@ -1003,7 +1005,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         "joining a group may change roles"
     );
     store
-        .save_mapped(&a.id, "u0", 1, record(2))
+        .save_mapped(&[save(&a.id, "u0", 1, record(2))])
         .await
         .expect("save");
     store
@@ -1015,7 +1017,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         (3, 0)
     );
     store
-        .save_mapped(&a.id, "u0", 1, record(2))
+        .save_mapped(&[save(&a.id, "u0", 1, record(2))])
         .await
         .expect("a view computed before the last change is not saved");
     assert_eq!(
@@ -1023,7 +1025,7 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         (3, 0)
     );
     store
-        .save_mapped(&a.id, "u0", 2, record(2))
+        .save_mapped(&[save(&a.id, "u0", 2, record(2))])
         .await
         .expect("save");
     assert_eq!(
@@ -1596,6 +1598,89 @@ pub async fn concurrent_writers_never_make_a_reader_skip(store: &dyn Store) {
     assert_eq!(seen, everything, "the follower saw exactly the final log");
 }
 
+/// Writes that arrive together may share a commit (SQLite batches them): one that fails must
+/// roll back only itself, leaving no row, email or event behind, and the others must all land.
+pub async fn concurrent_writes_that_fail_roll_back_alone(store: &dyn Store) {
+    let (new, key) = new_connection("crowd");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let start = events_after(store, 0).await.len();
+    let names = 30;
+    let attempts = (0..names).flat_map(|i| {
+        let id = c.id.clone();
+        // Every name twice: the second to arrive must fail, with its own email.
+        [("first", i), ("second", i)].map(|(try_, i)| {
+            let id = id.clone();
+            async move {
+                let name = format!("crowd-{i}");
+                let email = format!("{try_}-{i}@x.org");
+                let result = store
+                    .create_resource(&id, Kind::User, &format!("{try_}-{i}"), user(&name, &email))
+                    .await;
+                (i, result)
+            }
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut won = vec![0; names];
+    for (i, result) in &results {
+        match result {
+            Ok(_) => won[*i] += 1,
+            Err(StoreError::UserNameTaken(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(
+        won.iter().all(|w| *w == 1),
+        "each name created exactly once: {won:?}"
+    );
+
+    let registry = scimgate_protocol::SchemaRegistry::standard();
+    let users = registry.view("User").expect("User");
+    fn matching<'a>(filter: Option<&'a Filter>, users: &'a ResourceSchemas<'a>) -> ListQuery<'a> {
+        ListQuery {
+            filter,
+            schemas: users,
+            sort: None,
+            start: PageStart::Index(1),
+            count: 1000,
+            load: Load::default(),
+        }
+    }
+    let page = store
+        .list_resources(&c.id, Kind::User, &matching(None, &users))
+        .await
+        .expect("list");
+    assert_eq!(page.total_results, names as u64);
+    for user in &page.resources {
+        let (try_, i) = user.id.split_once('-').expect("id");
+        let email =
+            Filter::parse(&format!(r#"emails.value eq "{try_}-{i}@x.org""#)).expect("parses");
+        let found = store
+            .list_resources(&c.id, Kind::User, &matching(Some(&email), &users))
+            .await
+            .expect("list");
+        assert_eq!(found.resources.len(), 1, "the winner's email is indexed");
+        let (loser, _) = if try_ == "first" {
+            ("second", i)
+        } else {
+            ("first", i)
+        };
+        let lost =
+            Filter::parse(&format!(r#"emails.value eq "{loser}-{i}@x.org""#)).expect("parses");
+        let found = store
+            .list_resources(&c.id, Kind::User, &matching(Some(&lost), &users))
+            .await
+            .expect("list");
+        assert_eq!(found.total_results, 0, "the failed write left no email row");
+    }
+    let events = events_after(store, 0).await;
+    assert_eq!(
+        types(&events[start..]),
+        vec!["user.created"; names],
+        "one event per write that landed, none for those that failed"
+    );
+}
+
 fn endpoint(url: &str, types: &[&str], connection: Option<&str>) -> NewWebhookEndpoint {
     NewWebhookEndpoint {
         id: uuid::Uuid::new_v4().to_string(),
@@ -1990,7 +2075,8 @@ macro_rules! store_suite {
             concurrent_writers_never_make_a_reader_skip,
             webhook_queues_deliver_in_order_per_connection,
             failing_endpoints_are_disabled_and_resume_when_enabled,
-            events_are_pruned_and_expiring_keys_warned_once
+            events_are_pruned_and_expiring_keys_warned_once,
+            concurrent_writes_that_fail_roll_back_alone
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
