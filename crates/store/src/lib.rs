@@ -14,6 +14,17 @@ pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 
+/// How a membership change touches a member: a new version and lastModified (its `groups`
+/// changed) and, when the connection's mapping reads groups, a stale mapped view. The text ends
+/// where the lastModified value goes.
+pub(crate) fn touch_members_sql(mapping_reads_groups: bool) -> &'static str {
+    if mapping_reads_groups {
+        "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = "
+    } else {
+        "UPDATE resources SET version = version + 1, last_modified = "
+    }
+}
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;

@@ -62,7 +62,17 @@ pub struct NewConnection {
     pub display_name: Option<String>,
     pub identity_provider: String,
     pub strict_members: bool,
-    pub custom_mapping: Option<Value>,
+    pub custom_mapping: Option<StoredMapping>,
+}
+
+/// A custom mapping to store, with what the store must know of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMapping {
+    pub value: Value,
+    /// The mapping derives something from the user's groups (role rules), so a membership
+    /// change makes the user's mapped view stale. Without it, membership changes cost the
+    /// background recompute nothing.
+    pub reads_groups: bool,
 }
 
 /// Fields to change; `None` leaves a field as it is.
@@ -73,7 +83,7 @@ pub struct ConnectionUpdate {
     pub status: Option<ConnectionStatus>,
     pub strict_members: Option<bool>,
     /// `Some(None)` removes the custom mapping.
-    pub custom_mapping: Option<Option<Value>>,
+    pub custom_mapping: Option<Option<StoredMapping>>,
 }
 
 /// A SCIM API key as stored: only its hash.

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use scimgate_store::{
     Connection, ConnectionStatus, ConnectionUpdate, NewConnection, NewScimKey, RequestLogEntry,
+    StoredMapping,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -260,6 +261,16 @@ pub fn check_mapping(state: &AppState, mapping: &Value, errors: &mut Vec<FieldEr
     }
 }
 
+/// A mapping that passed [`check_mapping`], as the store keeps it.
+fn stored_mapping(state: &AppState, value: Value) -> StoredMapping {
+    let reads_groups = scimgate_mapping::validate(&value, &state.view(Kind::User))
+        .is_ok_and(|m| !m.group_role_mappings.is_empty());
+    StoredMapping {
+        value,
+        reads_groups,
+    }
+}
+
 fn check_identity_provider(value: &str, errors: &mut Vec<FieldError>) {
     if !IDENTITY_PROVIDERS.contains(&value) {
         errors.push(FieldError::new(
@@ -360,7 +371,7 @@ pub async fn create(
                 display_name: input.display_name,
                 identity_provider,
                 strict_members: input.strict_members.unwrap_or(false),
-                custom_mapping: input.custom_mapping,
+                custom_mapping: input.custom_mapping.map(|m| stored_mapping(&state, m)),
             },
             NewScimKey {
                 hash: secrets::hash(&key),
@@ -494,7 +505,9 @@ pub async fn update(
         identity_provider: input.identity_provider,
         status,
         strict_members: input.strict_members,
-        custom_mapping: input.custom_mapping,
+        custom_mapping: input
+            .custom_mapping
+            .map(|m| m.map(|m| stored_mapping(&state, m))),
     };
     let connection = state
         .store

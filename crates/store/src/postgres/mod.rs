@@ -10,7 +10,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 use time::OffsetDateTime;
@@ -195,6 +194,21 @@ fn ids_of(rows: Vec<PgRow>) -> StoreResult<Vec<String>> {
         .collect::<Result<_, _>>()?)
 }
 
+/// Whether the connection's mapping reads groups (see [`StoredMapping::reads_groups`]). The
+/// share lock holds off a mapping change until this write commits, so the recompute that change
+/// starts sees this write's memberships.
+async fn mapping_reads_groups(
+    conn: &mut sqlx::PgConnection,
+    connection_id: &str,
+) -> StoreResult<bool> {
+    let flag: Option<bool> =
+        sqlx::query_scalar("SELECT mapping_reads_groups FROM connections WHERE id = $1 FOR SHARE")
+            .bind(connection_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(flag.unwrap_or(false))
+}
+
 fn kind_of(text: &str) -> StoreResult<Kind> {
     Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("member kind '{text}'")))
 }
@@ -341,7 +355,8 @@ impl PgStore {
                 }
             }
         }
-        // Roles come from groups: members that came or went need their mapping recomputed.
+        // Members that came or went have new `groups`, and if roles come from groups, a stale
+        // mapped view.
         // One statement over the sorted ids, so concurrent writers lock rows in the same order.
         let mut touched: Vec<&String> = delta
             .added
@@ -352,6 +367,7 @@ impl PgStore {
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
+            let reads_groups = mapping_reads_groups(tx, connection_id).await?;
             // Locked in id order first: an UPDATE locks rows in whatever order its plan meets
             // them, and two group writes sharing members would deadlock.
             let ids: Vec<String> = touched.iter().map(|id| (*id).clone()).collect();
@@ -362,10 +378,8 @@ impl PgStore {
             .bind(&ids)
             .execute(&mut **tx)
             .await?;
-            let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-                // Their `groups` attribute changed too: a new version and lastModified.
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ",
-            );
+            let mut qb: QueryBuilder<'_, Postgres> =
+                QueryBuilder::new(crate::touch_members_sql(reads_groups));
             qb.push_bind(micros(now()))
                 .push(" WHERE kind = 'User' AND connection_id = ")
                 .push_bind(connection_id.to_owned())
@@ -452,10 +466,11 @@ impl Store for PgStore {
     ) -> StoreResult<Connection> {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
-        let mapping = new.custom_mapping.as_ref().map(Value::to_string);
+        let mapping = new.custom_mapping.as_ref().map(|m| m.value.to_string());
+        let reads_groups = new.custom_mapping.as_ref().is_some_and(|m| m.reads_groups);
         let inserted = sqlx::query(
-            "INSERT INTO connections (id, customer_id, display_name, identity_provider, status, strict_members, custom_mapping, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+            "INSERT INTO connections (id, customer_id, display_name, identity_provider, status, strict_members, custom_mapping, mapping_reads_groups, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9)",
         )
         .bind(&new.id)
         .bind(&new.customer_id)
@@ -463,6 +478,7 @@ impl Store for PgStore {
         .bind(&new.identity_provider)
         .bind(new.strict_members)
         .bind(mapping)
+        .bind(reads_groups)
         .bind(at)
         .bind(at)
         .execute(&mut *tx)
@@ -568,8 +584,10 @@ impl Store for PgStore {
             qb.push(", mapping_generation = mapping_generation + 1");
         }
         if let Some(mapping) = update.custom_mapping {
+            qb.push(", mapping_reads_groups = ")
+                .push_bind(mapping.as_ref().is_some_and(|m| m.reads_groups));
             qb.push(", custom_mapping = ")
-                .push_bind(mapping.as_ref().map(Value::to_string));
+                .push_bind(mapping.map(|m| m.value.to_string()));
         }
         qb.push(" WHERE id = ").push_bind(id.to_owned());
         if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
@@ -1024,22 +1042,28 @@ impl Store for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        // A deleted group's members, locked in id order like every group write locks them.
-        sqlx::query("SELECT 1 FROM resources WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2) ORDER BY id FOR UPDATE")
-            .bind(connection_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = $1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)")
-            .bind(micros(now()))
-            .bind(connection_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM memberships WHERE group_seq = $1")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+        if kind == Kind::Group {
+            // A deleted group's members, locked in id order like every group write locks them.
+            sqlx::query("SELECT 1 FROM resources WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2) ORDER BY id FOR UPDATE")
+                .bind(connection_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            let reads_groups = mapping_reads_groups(&mut tx, connection_id).await?;
+            sqlx::query(&format!(
+                "{}$1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)",
+                crate::touch_members_sql(reads_groups)
+            ))
+                .bind(micros(now()))
+                .bind(connection_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM memberships WHERE group_seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         if kind == Kind::User {
             let at = micros(now());
             sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
@@ -1252,7 +1276,7 @@ impl Store for PgStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3) AND EXISTS (SELECT 1 FROM connections WHERE id = $1 AND mapping_reads_groups)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)

@@ -7,7 +7,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -194,6 +193,19 @@ fn ids_of(rows: Vec<SqliteRow>) -> StoreResult<Vec<String>> {
         .collect::<Result<_, _>>()?)
 }
 
+/// Whether the connection's mapping reads groups (see [`StoredMapping::reads_groups`]).
+async fn mapping_reads_groups(
+    conn: &mut sqlx::SqliteConnection,
+    connection_id: &str,
+) -> StoreResult<bool> {
+    let flag: Option<bool> =
+        sqlx::query_scalar("SELECT mapping_reads_groups FROM connections WHERE id = ?")
+            .bind(connection_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(flag.unwrap_or(false))
+}
+
 fn kind_of(text: &str) -> StoreResult<Kind> {
     Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("member kind '{text}'")))
 }
@@ -317,7 +329,8 @@ impl SqliteStore {
                 }
             }
         }
-        // Roles come from groups: members that came or went need their mapping recomputed.
+        // Members that came or went have new `groups`, and if roles come from groups, a stale
+        // mapped view.
         // One statement over the sorted ids, so concurrent writers lock rows in the same order.
         let mut touched: Vec<&String> = delta
             .added
@@ -328,10 +341,9 @@ impl SqliteStore {
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                // Their `groups` attribute changed too: a new version and lastModified.
-                "UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ",
-            );
+            let reads_groups = mapping_reads_groups(tx, connection_id).await?;
+            let mut qb: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new(crate::touch_members_sql(reads_groups));
             qb.push_bind(micros(now()))
                 .push(" WHERE kind = 'User' AND connection_id = ")
                 .push_bind(connection_id.to_owned())
@@ -633,16 +645,23 @@ async fn delete_resource_in(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL, version = version + 1, last_modified = ? WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = ?)")
+    if kind == Kind::Group {
+        // Reached from the memberships, by seq: matching `id IN (members)` let SQLite's planner
+        // walk every user of the connection, a cost that grew with the directory.
+        let reads_groups = mapping_reads_groups(&mut tx, connection_id).await?;
+        sqlx::query(&format!(
+            "{}? WHERE seq IN (SELECT r.seq FROM memberships m JOIN resources r ON r.connection_id = m.connection_id AND r.id = m.member_id WHERE m.group_seq = ? AND r.kind = 'User')",
+            crate::touch_members_sql(reads_groups)
+        ))
             .bind(micros(now()))
-            .bind(connection_id)
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-    sqlx::query("DELETE FROM memberships WHERE group_seq = ?")
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("DELETE FROM memberships WHERE group_seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
     if kind == Kind::User {
         let at = micros(now());
         sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
@@ -679,10 +698,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<Connection> {
         let at = micros(now());
         let mut tx = self.writer.begin().await?;
-        let mapping = new.custom_mapping.as_ref().map(Value::to_string);
+        let mapping = new.custom_mapping.as_ref().map(|m| m.value.to_string());
+        let reads_groups = new.custom_mapping.as_ref().is_some_and(|m| m.reads_groups);
         let inserted = sqlx::query(
-            "INSERT INTO connections (id, customer_id, display_name, identity_provider, status, strict_members, custom_mapping, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            "INSERT INTO connections (id, customer_id, display_name, identity_provider, status, strict_members, custom_mapping, mapping_reads_groups, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
         )
         .bind(&new.id)
         .bind(&new.customer_id)
@@ -690,6 +710,7 @@ impl Store for SqliteStore {
         .bind(&new.identity_provider)
         .bind(i64::from(new.strict_members))
         .bind(mapping)
+        .bind(reads_groups)
         .bind(at)
         .bind(at)
         .execute(&mut *tx)
@@ -790,8 +811,10 @@ impl Store for SqliteStore {
             qb.push(", mapping_generation = mapping_generation + 1");
         }
         if let Some(mapping) = update.custom_mapping {
+            qb.push(", mapping_reads_groups = ")
+                .push_bind(mapping.as_ref().is_some_and(|m| m.reads_groups));
             qb.push(", custom_mapping = ")
-                .push_bind(mapping.as_ref().map(Value::to_string));
+                .push_bind(mapping.map(|m| m.value.to_string()));
         }
         qb.push(" WHERE id = ").push_bind(id.to_owned());
         if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
@@ -1277,10 +1300,13 @@ impl Store for SqliteStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = ? AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ?)")
-            .bind(connection_id)
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL \
+                     WHERE seq IN (SELECT r.seq FROM resources g JOIN memberships m ON m.group_seq = g.seq JOIN resources r ON r.connection_id = m.connection_id AND r.id = m.member_id \
+                     WHERE g.connection_id = ? AND g.kind = 'Group' AND g.id = ? AND r.kind = 'User') \
+                     AND EXISTS (SELECT 1 FROM connections WHERE id = ? AND mapping_reads_groups)")
             .bind(connection_id)
             .bind(group_id)
+            .bind(connection_id)
             .execute(&self.writer)
             .await?;
         Ok(())

@@ -111,7 +111,10 @@ pub async fn connection_lifecycle(store: &dyn Store) {
         .update_connection(
             &new.id,
             ConnectionUpdate {
-                custom_mapping: Some(Some(json!({"default_role": "member"}))),
+                custom_mapping: Some(Some(StoredMapping {
+                    value: json!({"default_role": "member"}),
+                    reads_groups: false,
+                })),
                 ..Default::default()
             },
         )
@@ -942,14 +945,9 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
     assert!(quick.is_empty(), "u1 and u2 are still leased for 30 s");
     // A change to a leased user ends the lease: its worker's view is outdated anyway.
     store
-        .create_resource(
-            &a.id,
-            Kind::Group,
-            "g-u1",
-            group("G1", vec![MemberOp::Add(member("u1"))]),
-        )
+        .update_resource(&a.id, Kind::User, "u1", None, user("m1", "changed@x"))
         .await
-        .expect("group");
+        .expect("update");
     let reclaimed = store
         .claim_stale_users(10, std::time::Duration::ZERO)
         .await
@@ -966,7 +964,10 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         .update_connection(
             &a.id,
             ConnectionUpdate {
-                custom_mapping: Some(Some(json!({}))),
+                custom_mapping: Some(Some(StoredMapping {
+                    value: json!({"group_role_mappings": [{"group": "G", "role": "admin"}]}),
+                    reads_groups: true,
+                })),
                 ..Default::default()
             },
         )
@@ -1040,6 +1041,82 @@ pub async fn mapping_generations_and_leases(store: &dyn Store) {
         store.mapping_progress(&a.id).await.expect("progress"),
         (3, 0),
         "losing a group may change roles"
+    );
+}
+
+async fn user_version(store: &dyn Store, connection_id: &str, id: &str) -> i64 {
+    store
+        .resource(connection_id, Kind::User, id, Load::default())
+        .await
+        .expect("read")
+        .expect("exists")
+        .version
+}
+
+/// A mapping without role rules does not read groups: membership changes still give members a
+/// new version (their `groups` changed) but leave their mapped views current.
+pub async fn membership_changes_leave_views_current_when_the_mapping_ignores_groups(
+    store: &dyn Store,
+) {
+    let (a, ka) = new_connection("no-roles");
+    let a = store.create_connection(a, ka).await.expect("create");
+    store
+        .create_resource(&a.id, Kind::User, "u0", user("u0", "u0@x"))
+        .await
+        .expect("user");
+    let claimed = store
+        .claim_stale_users(10, std::time::Duration::from_secs(60))
+        .await
+        .expect("claim");
+    let epoch = claimed
+        .iter()
+        .find(|u| u.resource.id == "u0")
+        .expect("u0")
+        .epoch;
+    store
+        .save_mapped(&[MappedSave {
+            connection_id: a.id.clone(),
+            user_id: "u0".into(),
+            epoch,
+            record: MappedRecord {
+                generation: a.mapping_generation,
+                value: json!({}),
+            },
+        }])
+        .await
+        .expect("save");
+    let before = user_version(store, &a.id, "u0").await;
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (1, 1)
+    );
+
+    store
+        .create_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            group("G", vec![MemberOp::Add(member("u0"))]),
+        )
+        .await
+        .expect("group");
+    store
+        .mark_group_members_stale(&a.id, "g")
+        .await
+        .expect("stale");
+    store
+        .delete_resource(&a.id, Kind::Group, "g", None)
+        .await
+        .expect("delete group");
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (1, 1),
+        "no recompute for a mapping that ignores groups"
+    );
+    assert_eq!(
+        user_version(store, &a.id, "u0").await,
+        before + 2,
+        "joining and losing the group are each a new version"
     );
 }
 
@@ -2076,7 +2153,8 @@ macro_rules! store_suite {
             webhook_queues_deliver_in_order_per_connection,
             failing_endpoints_are_disabled_and_resume_when_enabled,
             events_are_pruned_and_expiring_keys_warned_once,
-            concurrent_writes_that_fail_roll_back_alone
+            concurrent_writes_that_fail_roll_back_alone,
+            membership_changes_leave_views_current_when_the_mapping_ignores_groups
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
