@@ -51,3 +51,36 @@ async fn data_survives_reopening_and_the_file_is_in_wal_mode() {
         "WAL journal in use"
     );
 }
+
+/// The writer never checkpoints (so no commit pays for one); the background checkpointer must,
+/// or the WAL would grow without end. Ten rounds of about 1 MB with pauses between them: the
+/// WAL is reused once checkpointed, so it stays near one round's size.
+#[tokio::test]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let (store, dir) = fresh().await;
+    let (new, key) = suite::new_connection("wal");
+    store
+        .create_connection(new.clone(), key)
+        .await
+        .expect("create");
+    let filler = "x".repeat(10_000);
+    for round in 0..10 {
+        for i in 0..10 {
+            let name = format!("r{round}-{i}");
+            let mut write = suite::user(&name, "w@x.org");
+            write.body["title"] = serde_json::Value::String(filler.clone());
+            store
+                .create_resource(&new.id, Kind::User, &name, write)
+                .await
+                .expect("user");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+    let wal = std::fs::metadata(dir.path().join("test.db-wal"))
+        .expect("WAL file")
+        .len();
+    assert!(
+        wal < 4_000_000,
+        "the WAL holds {wal} bytes: about 10 MB were written, so it was not checkpointed"
+    );
+}

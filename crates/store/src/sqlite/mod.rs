@@ -19,12 +19,14 @@ use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, micros, Indexed, Plan};
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
+mod checkpoint;
 mod commit;
 mod outbox;
 mod setup;
 
 use std::sync::Arc;
 
+use checkpoint::Checkpointer;
 use commit::GroupCommit;
 use outbox::{connection_in, group_summaries, insert_events};
 
@@ -36,6 +38,7 @@ pub struct SqliteStore {
     commits: GroupCommit,
     reader: SqlitePool,
     events: Arc<dyn EventSource>,
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -51,7 +54,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // The checkpointer does it (see `checkpoint`).
+            .pragma("wal_autocheckpoint", "0");
         // A local file's connections do not go stale: the check sqlx makes on every acquire is
         // one more round trip to the connection's thread for nothing.
         let writer = SqlitePoolOptions::new()
@@ -63,9 +68,11 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        let checkpointer = Checkpointer::start(&options).await?;
         Ok(SqliteStore {
+            _checkpointer: checkpointer,
             commits: GroupCommit::start(writer.clone()),
             writer,
             reader,
@@ -344,15 +351,17 @@ impl SqliteStore {
             let reads_groups = mapping_reads_groups(tx, connection_id).await?;
             let mut qb: QueryBuilder<'_, Sqlite> =
                 QueryBuilder::new(crate::touch_members_sql(reads_groups));
+            // By id, whatever the planner's guess: without statistics it walked every user of
+            // the connection instead, making each membership write O(directory).
             qb.push_bind(micros(now()))
-                .push(" WHERE kind = 'User' AND connection_id = ")
+                .push(" WHERE kind = 'User' AND seq IN (SELECT seq FROM resources INDEXED BY resources_id WHERE connection_id = ")
                 .push_bind(connection_id.to_owned())
                 .push(" AND id IN (");
             let mut ids = qb.separated(", ");
             for id in touched {
                 ids.push_bind(id.clone());
             }
-            qb.push(")");
+            qb.push("))");
             qb.build().execute(&mut **tx).await?;
         }
         Ok(delta)

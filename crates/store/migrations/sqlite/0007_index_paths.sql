@@ -5,3 +5,7 @@
 DROP INDEX resources_mapping_stale;
 CREATE INDEX resources_mapping_pending ON resources (connection_id, mapped_generation)
     WHERE kind = 'User' AND deleted_at IS NULL;
+
+-- Pages of a kind walk in seq order. Without an index whose order is seq after
+-- (connection_id, kind), SQLite sorted every user of the connection for each page.
+CREATE INDEX resources_kind_seq ON resources (connection_id, kind);
