@@ -7,5 +7,6 @@ CREATE INDEX resources_mapping_pending ON resources (connection_id, mapped_gener
     WHERE kind = 'User' AND deleted_at IS NULL;
 
 -- Pages of a kind walk in seq order. Without an index whose order is seq after
--- (connection_id, kind), SQLite sorted every user of the connection for each page.
-CREATE INDEX resources_kind_seq ON resources (connection_id, kind);
+-- (connection_id, kind, deleted_at), SQLite sorted every user of the connection for each page;
+-- and with deleted_at in it, a page's totalResults is counted from the index alone.
+CREATE INDEX resources_kind_seq ON resources (connection_id, kind, deleted_at);
