@@ -102,11 +102,24 @@ impl Report {
             })
         };
         println!(
+            "initial sync (users, groups, memberships): {:.1} s",
+            self.initial_sync_seconds()
+        );
+        println!(
             "server memory: peak RSS {}; RSS before the paging walks {}, after {}",
             mib(self.peak_rss_kib),
             mib(self.rss_before_paging_kib),
             mib(self.rss_after_paging_kib)
         );
+    }
+
+    /// The whole initial sync (users, groups, memberships), in seconds.
+    fn initial_sync_seconds(&self) -> f64 {
+        self.scenarios
+            .iter()
+            .filter(|(s, _, _)| s.name.starts_with("sync"))
+            .map(|(s, _, _)| s.elapsed.as_secs_f64())
+            .sum()
     }
 
     pub fn json(&self) -> String {
@@ -132,6 +145,7 @@ impl Report {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "ceilings": self.ceilings.iter().map(stats).collect::<Vec<_>>(),
             "scenarios": scenarios,
+            "initial_sync_seconds": self.initial_sync_seconds(),
             "server_peak_rss_kib": self.peak_rss_kib,
             "server_rss_before_paging_kib": self.rss_before_paging_kib,
             "server_rss_after_paging_kib": self.rss_after_paging_kib,

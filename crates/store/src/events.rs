@@ -9,7 +9,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::model::{Connection, MemberDelta, StoredResource};
+use crate::model::{Connection, MappedRecord, MemberDelta, StoredResource};
 
 /// What a write did, as the store saw it inside its transaction.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,18 @@ pub struct GroupSummary {
 /// it must be quick and must not touch the store.
 pub trait EventSource: Send + Sync + 'static {
     fn events(&self, effect: Effect<'_>) -> Vec<NewEvent>;
+
+    /// The user's mapped view as the app sees it, from what the write's transaction sees. A
+    /// write stores it with the user, so the background recompute has nothing to do for it.
+    /// `None` leaves the user to that recompute.
+    fn mapped_view(
+        &self,
+        _connection: &Connection,
+        _user: &StoredResource,
+        _groups: &[GroupSummary],
+    ) -> Option<MappedRecord> {
+        None
+    }
 }
 
 impl<F> EventSource for F

@@ -1,11 +1,11 @@
 //! What each change tells the app: the event types, and the mapped user, group or connection
 //! each event carries, built inside the store's write transaction from what the write did.
 
-use scimgate_mapping::GroupRef;
+use scimgate_mapping::{GroupRef, Mapped};
 use scimgate_protocol::{Projection, SchemaRegistry};
 use scimgate_store::{
-    Connection, Effect, EventSource, GroupSummary, Kind, Member, MemberDelta, NewEvent,
-    StoredResource, WebhookEndpoint,
+    Connection, Effect, EventSource, GroupSummary, Kind, MappedRecord, Member, MemberDelta,
+    NewEvent, StoredResource, WebhookEndpoint,
 };
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -38,6 +38,17 @@ pub const EVENT_TYPES: &[&str] = &[
 /// Fields of a view that change on every write and say nothing by themselves.
 const UNCOMPARED: &[&str] = &["created_at", "updated_at"];
 
+fn members_of(groups: &[GroupSummary]) -> Vec<Member> {
+    groups
+        .iter()
+        .map(|g| Member {
+            id: g.id.clone(),
+            kind: Kind::Group,
+            display: g.display_name.clone(),
+        })
+        .collect()
+}
+
 pub struct Describer {
     registry: SchemaRegistry,
     public_url: String,
@@ -51,27 +62,26 @@ impl Describer {
         }
     }
 
-    fn user_view(
+    /// The user's mapped view: the stored one when it is current (mapped at this connection's
+    /// mapping generation, and made stale by any change that could alter it), else computed.
+    fn mapped(
         &self,
         connection: &Connection,
         user: &StoredResource,
         groups: &[GroupSummary],
-    ) -> Value {
-        let Some(rs) = self.registry.view(Kind::User.as_str()) else {
-            return Value::Null;
-        };
-        let mut user = user.clone();
-        user.groups = Some(
-            groups
-                .iter()
-                .map(|g| Member {
-                    id: g.id.clone(),
-                    kind: Kind::Group,
-                    display: g.display_name.clone(),
-                })
-                .collect(),
-        );
+    ) -> Option<Mapped> {
+        let rs = self.registry.view(Kind::User.as_str())?;
+        let stored = user
+            .mapped
+            .as_ref()
+            .filter(|m| m.generation == connection.mapping_generation)
+            .and_then(|m| serde_json::from_value::<Mapped>(m.value.clone()).ok());
+        if stored.is_some() {
+            return stored;
+        }
         let base_url = format!("{}/scim/v2/{}", self.public_url, connection.id);
+        let mut user = user.clone();
+        user.groups = Some(members_of(groups));
         let scim = Projection::default().apply(&to_scim(&user, &base_url), &rs);
         let refs: Vec<GroupRef> = groups
             .iter()
@@ -80,7 +90,20 @@ impl Describer {
                 external_id: g.external_id.clone(),
             })
             .collect();
-        let mapped = mapping_for(&rs, connection).apply(&scim, &refs, &rs);
+        Some(mapping_for(&rs, connection).apply(&scim, &refs, &rs))
+    }
+
+    fn user_view(
+        &self,
+        connection: &Connection,
+        user: &StoredResource,
+        groups: &[GroupSummary],
+    ) -> Value {
+        let Some(mapped) = self.mapped(connection, user, groups) else {
+            return Value::Null;
+        };
+        let mut user = user.clone();
+        user.groups = Some(members_of(groups));
         serde_json::to_value(render_user(connection, &user, mapped, None)).unwrap_or(Value::Null)
     }
 
@@ -218,6 +241,19 @@ impl Describer {
 }
 
 impl EventSource for Describer {
+    fn mapped_view(
+        &self,
+        connection: &Connection,
+        user: &StoredResource,
+        groups: &[GroupSummary],
+    ) -> Option<MappedRecord> {
+        let mapped = self.mapped(connection, user, groups)?;
+        Some(MappedRecord {
+            generation: connection.mapping_generation,
+            value: serde_json::to_value(mapped).ok()?,
+        })
+    }
+
     fn events(&self, effect: Effect<'_>) -> Vec<NewEvent> {
         match effect {
             Effect::ConnectionCreated(c) => {

@@ -430,7 +430,8 @@ async fn emit_written(
     tx: &mut Transaction<'_, Sqlite>,
     connection_id: &str,
     before: Option<&StoredResource>,
-    after: &StoredResource,
+    seq: i64,
+    after: &mut StoredResource,
     members: &MemberDelta,
 ) -> StoreResult<()> {
     let Some(connection) = connection_in(tx, connection_id).await? else {
@@ -440,6 +441,17 @@ async fn emit_written(
         Kind::User => group_summaries(tx, connection_id, &after.id).await?,
         Kind::Group => Vec::new(),
     };
+    if after.kind == Kind::User {
+        if let Some(record) = events.mapped_view(&connection, after, &groups) {
+            sqlx::query("UPDATE resources SET mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE seq = ?")
+                .bind(record.value.to_string())
+                .bind(record.generation)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
+            after.mapped = Some(record);
+        }
+    }
     let events = events.events(Effect::ResourceWritten {
         connection: &connection,
         before,
@@ -491,7 +503,7 @@ async fn create_resource_in(
     } else {
         None
     };
-    let resource = StoredResource {
+    let mut resource = StoredResource {
         id: id.to_owned(),
         kind,
         version: 1,
@@ -503,7 +515,16 @@ async fn create_resource_in(
         mapped: write.mapped,
         deleted_at: None,
     };
-    emit_written(events, &mut tx, connection_id, None, &resource, &delta).await?;
+    emit_written(
+        events,
+        &mut tx,
+        connection_id,
+        None,
+        seq,
+        &mut resource,
+        &delta,
+    )
+    .await?;
     tx.commit().await?;
     Ok(WriteOutcome {
         resource,
@@ -573,7 +594,7 @@ async fn update_resource_in(
             members: delta,
         });
     }
-    let resource = StoredResource {
+    let mut resource = StoredResource {
         id: id.to_owned(),
         kind,
         version: current.version + 1,
@@ -590,7 +611,8 @@ async fn update_resource_in(
         &mut tx,
         connection_id,
         Some(&current),
-        &resource,
+        seq,
+        &mut resource,
         &delta,
     )
     .await?;
