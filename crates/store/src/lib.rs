@@ -14,6 +14,20 @@ pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 
+/// A user's groups as the backends read them with the user: JSON `[[id, displayName], …]`.
+pub(crate) fn groups_from_json(text: Option<&str>) -> StoreResult<Vec<Member>> {
+    let pairs: Vec<(String, Option<String>)> = serde_json::from_str(text.unwrap_or("[]"))
+        .map_err(|e| StoreError::Corrupt(format!("a user's groups: {e}")))?;
+    Ok(pairs
+        .into_iter()
+        .map(|(id, display)| Member {
+            id,
+            kind: Kind::Group,
+            display,
+        })
+        .collect())
+}
+
 /// How a membership change touches a member: a new version and lastModified (its `groups`
 /// changed) and, when the connection's mapping reads groups, a stale mapped view. The text ends
 /// where the lastModified value goes.

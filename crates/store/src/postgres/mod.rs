@@ -129,19 +129,7 @@ fn groups_from_row(row: &PgRow) -> StoreResult<Option<Vec<Member>>> {
         Err(sqlx::Error::ColumnNotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let pairs: Vec<(String, Option<String>)> =
-        serde_json::from_str(text.as_deref().unwrap_or("[]"))
-            .map_err(|e| StoreError::Corrupt(format!("a user's groups: {e}")))?;
-    Ok(Some(
-        pairs
-            .into_iter()
-            .map(|(id, display)| Member {
-                id,
-                kind: Kind::Group,
-                display,
-            })
-            .collect(),
-    ))
+    crate::groups_from_json(text.as_deref()).map(Some)
 }
 
 fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
