@@ -7,5 +7,3 @@ CREATE INDEX resources_mapping_pending ON resources (connection_id, mapped_gener
     WHERE kind = 'User' AND deleted_at IS NULL;
 
 
--- A page's totalResults counts the live resources of a kind: from this index alone.
-CREATE INDEX resources_live_kind_seq ON resources (connection_id, kind, seq) WHERE deleted_at IS NULL;
