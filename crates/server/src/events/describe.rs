@@ -38,15 +38,20 @@ pub const EVENT_TYPES: &[&str] = &[
 /// Fields of a view that change on every write and say nothing by themselves.
 const UNCOMPARED: &[&str] = &["created_at", "updated_at"];
 
-fn members_of(groups: &[GroupSummary]) -> Vec<Member> {
-    groups
-        .iter()
-        .map(|g| Member {
-            id: g.id.clone(),
-            kind: Kind::Group,
-            display: g.display_name.clone(),
-        })
-        .collect()
+/// The user as this transaction sees it, with its groups.
+fn with_groups(user: &StoredResource, groups: &[GroupSummary]) -> StoredResource {
+    let mut user = user.clone();
+    user.groups = Some(
+        groups
+            .iter()
+            .map(|g| Member {
+                id: g.id.clone(),
+                kind: Kind::Group,
+                display: g.display_name.clone(),
+            })
+            .collect(),
+    );
+    user
 }
 
 pub struct Describer {
@@ -64,6 +69,7 @@ impl Describer {
 
     /// The user's mapped view: the stored one when it is current (mapped at this connection's
     /// mapping generation, and made stale by any change that could alter it), else computed.
+    /// `user.groups` must hold `groups`.
     fn mapped(
         &self,
         connection: &Connection,
@@ -80,9 +86,7 @@ impl Describer {
             return stored;
         }
         let base_url = format!("{}/scim/v2/{}", self.public_url, connection.id);
-        let mut user = user.clone();
-        user.groups = Some(members_of(groups));
-        let scim = Projection::default().apply(&to_scim(&user, &base_url), &rs);
+        let scim = Projection::default().apply(&to_scim(user, &base_url), &rs);
         let refs: Vec<GroupRef> = groups
             .iter()
             .map(|g| GroupRef {
@@ -99,11 +103,10 @@ impl Describer {
         user: &StoredResource,
         groups: &[GroupSummary],
     ) -> Value {
-        let Some(mapped) = self.mapped(connection, user, groups) else {
+        let user = with_groups(user, groups);
+        let Some(mapped) = self.mapped(connection, &user, groups) else {
             return Value::Null;
         };
-        let mut user = user.clone();
-        user.groups = Some(members_of(groups));
         serde_json::to_value(render_user(connection, &user, mapped, None)).unwrap_or(Value::Null)
     }
 
@@ -247,7 +250,7 @@ impl EventSource for Describer {
         user: &StoredResource,
         groups: &[GroupSummary],
     ) -> Option<MappedRecord> {
-        let mapped = self.mapped(connection, user, groups)?;
+        let mapped = self.mapped(connection, &with_groups(user, groups), groups)?;
         Some(MappedRecord {
             generation: connection.mapping_generation,
             value: serde_json::to_value(mapped).ok()?,
