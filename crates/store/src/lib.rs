@@ -28,6 +28,52 @@ pub(crate) fn groups_from_json(text: Option<&str>) -> StoreResult<Vec<Member>> {
         .collect())
 }
 
+/// One connection's share of a request-log batch: the entries to store, oldest first, as JSON
+/// text, and how many the batch held for it.
+pub(crate) struct LoggedRequests<'a> {
+    pub connection_id: &'a str,
+    pub entries: Vec<String>,
+    pub received: usize,
+}
+
+/// Splits a batch by connection, in order of first appearance. Only the newest `keep` entries
+/// of each can survive the trim, so the rest are never written.
+pub(crate) fn requests_by_connection(
+    entries: &[(String, RequestLogEntry)],
+    keep: u32,
+) -> StoreResult<Vec<LoggedRequests<'_>>> {
+    let mut grouped: Vec<(&str, Vec<&RequestLogEntry>)> = Vec::new();
+    for (connection_id, entry) in entries {
+        match grouped.iter_mut().find(|(id, _)| id == connection_id) {
+            Some((_, list)) => list.push(entry),
+            None => grouped.push((connection_id, vec![entry])),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(connection_id, list)| {
+            let received = list.len();
+            let skip = received.saturating_sub(keep as usize);
+            let entries = list[skip..]
+                .iter()
+                .map(|e| serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .collect::<StoreResult<_>>()?;
+            Ok(LoggedRequests {
+                connection_id,
+                entries,
+                received,
+            })
+        })
+        .collect()
+}
+
+/// The trim after a batch: deletes what lies past the newest `$keep` entries, reading at most
+/// `$keep + $span` of them from the newest down. Each batch trims, so the excess is at most what
+/// the batch added; the span adds `keep` of slack for batches other instances wrote meanwhile.
+/// It never reaches the long run of older, already deleted rows that PostgreSQL keeps in the
+/// index until VACUUM.
+pub(crate) const TRIM_REQUEST_LOG: &str = "DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE connection_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3)";
+
 /// How a membership change touches a member: a new version and lastModified (its `groups`
 /// changed) and, when the connection's mapping reads groups, a stale mapped view. The text ends
 /// where the lastModified value goes.

@@ -5,7 +5,7 @@ mod suite;
 
 use scimgate_store::postgres::PgStore;
 use scimgate_store::testing::TempPostgres;
-use scimgate_store::{Kind, Load, MemberOp, Store, StoreError};
+use scimgate_store::{Kind, Load, Member, MemberOp, Store, StoreError};
 
 async fn fresh() -> (PgStore, TempPostgres) {
     let db = TempPostgres::create()
@@ -117,8 +117,9 @@ async fn version_checks_hold_across_instances() {
     assert_eq!(stored.version, 2);
 }
 
-/// Group writes that share members, and deletes of those members, all at once: before the
-/// membership lock, PostgreSQL picked deadlock victims among them.
+/// Group writes that share members and nest each other, and deletes of some of those members,
+/// all at once: PostgreSQL must pick no deadlock victim among them, and no membership may
+/// outlive its member.
 #[tokio::test]
 async fn concurrent_group_writes_sharing_members_never_deadlock() {
     let db = TempPostgres::create()
@@ -151,10 +152,16 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
         // Each group takes the members in another order.
         let mut ids = users[..50].to_vec();
         ids.rotate_left(g * 3);
-        let ops: Vec<MemberOp> = ids
+        let mut ops: Vec<MemberOp> = ids
             .iter()
             .map(|id| MemberOp::Add(suite::member(id)))
             .collect();
+        // Pairs of groups add each other.
+        ops.push(MemberOp::Add(Member {
+            id: format!("g{}", g ^ 1),
+            kind: Kind::Group,
+            display: None,
+        }));
         let (store, connection) = (&store, &c.id);
         async move {
             store
@@ -169,7 +176,8 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
                 .map(|_| ())
         }
     });
-    let deletes = users[50..].iter().map(|id| {
+    // Half of them members being added.
+    let deletes = users[40..].iter().map(|id| {
         let (store, connection) = (&store, &c.id);
         async move {
             store
@@ -197,6 +205,12 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
             .await
             .expect("read")
             .expect("group");
-        assert_eq!(group.members.map(|m| m.len()), Some(50));
+        let members = group.members.expect("members");
+        let mut ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut expected: Vec<String> = users[..40].to_vec();
+        expected.push(format!("g{}", g ^ 1));
+        expected.sort_unstable();
+        assert_eq!(ids, expected, "group g{g}");
     }
 }

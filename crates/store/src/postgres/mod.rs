@@ -22,6 +22,7 @@ use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError
 
 mod outbox;
 mod setup;
+mod statistics;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct PgStore {
     pool: PgPool,
     events: Arc<dyn EventSource>,
+    _statistics: statistics::Statistics,
 }
 
 impl PgStore {
@@ -56,7 +58,21 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool, events })
+        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&pool)
+            .await?;
+        if autovacuum != "on" {
+            tracing::warn!(
+                "PostgreSQL's autovacuum is off: every update leaves a dead row version that only \
+                 VACUUM removes, and lookups slow down as they pile up; turn it on, or VACUUM \
+                 the scimgate tables regularly"
+            );
+        }
+        Ok(PgStore {
+            _statistics: statistics::Statistics::start(pool.clone()),
+            pool,
+            events,
+        })
     }
 }
 
@@ -110,6 +126,14 @@ const RESOURCE_COLUMNS: &str = resource_columns!();
 /// prepared statement, costed from statistics taken while the table was small, scanned every
 /// user of the connection instead (20 ms at 3,000 users, and growing with N).
 const BY_ID: &str = "connection_id = $1 AND id = $3 AND kind IS NOT DISTINCT FROM $2";
+/// Statements that reach users by id test the kind the same way, for the same reason: with
+/// `kind = 'User'` the planner, without statistics, took `(connection_id, kind)` for the more
+/// selective index and read every user of the connection to lock or touch 100 of them.
+macro_rules! users_by_id {
+    () => {
+        "connection_id = $1 AND kind IS NOT DISTINCT FROM 'User' AND id"
+    };
+}
 /// With a user's groups as `[[id, displayName], …]`, read in the same statement: one round trip
 /// per user read instead of two, and per page instead of one per user. The outer table must be
 /// `resources`, unaliased.
@@ -165,19 +189,71 @@ fn resource_from_row(row: &PgRow) -> StoreResult<(i64, StoredResource)> {
     Ok((row.try_get("seq")?, resource))
 }
 
-/// Serializes the writes that change a connection's memberships (group writes, deletes). Each
-/// of them locks many member rows; taken one at a time they cannot deadlock, which row locks
-/// alone did not guarantee under dozens of concurrent group PATCHes. SQLite serializes all
-/// writes anyway.
+/// How a write takes the connection's membership lock.
+#[derive(Clone, Copy)]
+enum MembershipLock {
+    /// Group writes. They lock their group's row, then every member they touch in one sorted
+    /// statement (see `lock_members`), so any number of them can run together without
+    /// deadlocking.
+    Shared,
+    /// Deletes. A user's delete removes its memberships before it can lock the user, so a
+    /// group write adding that user must not run beside it: the membership would outlive the
+    /// user.
+    Exclusive,
+}
+
 async fn lock_memberships(
     tx: &mut Transaction<'_, Postgres>,
     connection_id: &str,
+    mode: MembershipLock,
 ) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('memberships:' || $1, 0))")
+    let sql = match mode {
+        MembershipLock::Shared => {
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended('memberships:' || $1, 0))"
+        }
+        MembershipLock::Exclusive => {
+            "SELECT pg_advisory_xact_lock(hashtextextended('memberships:' || $1, 0))"
+        }
+    };
+    sqlx::query(sql)
         .bind(connection_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Locks the live resources among `ids`, in id order, before a group write changes its
+/// members, and returns their ids. Users are locked for the update that gives them a new version;
+/// taken here, in one sorted statement, two group writes sharing members meet them in the same
+/// order (locking them while adding and again while touching them upgraded a share lock, which
+/// deadlocked). Member groups only need to exist until the commit: `FOR KEY SHARE` does not
+/// conflict with the lock a write of that group holds, so groups nesting each other cannot
+/// deadlock either.
+async fn lock_members(
+    tx: &mut Transaction<'_, Postgres>,
+    connection_id: &str,
+    ids: &[&str],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let mut live: std::collections::HashSet<String> = sqlx::query_scalar(concat!(
+        "SELECT id FROM resources WHERE ",
+        users_by_id!(),
+        " = ANY($2) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE"
+    ))
+    .bind(connection_id)
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let groups: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM resources WHERE connection_id = $1 AND kind IS NOT DISTINCT FROM 'Group' AND id = ANY($2) ORDER BY id FOR KEY SHARE",
+    )
+    .bind(connection_id)
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    live.extend(groups);
+    Ok(live)
 }
 
 fn ids_of(rows: Vec<PgRow>) -> StoreResult<Vec<String>> {
@@ -298,22 +374,33 @@ impl PgStore {
                 .await?;
         }
         let mut delta = MemberDelta::default();
-        for run in MemberRun::of(&write.members) {
+        let runs = MemberRun::of(&write.members);
+        if runs.is_empty() {
+            return Ok(delta);
+        }
+        let mut ids: Vec<&str> = Vec::new();
+        let current: Vec<String>;
+        if runs.iter().any(|run| matches!(run, MemberRun::Clear)) {
+            // The group's row is locked, so its members cannot change under us.
+            current = sqlx::query_scalar("SELECT member_id FROM memberships WHERE group_seq = $1")
+                .bind(seq)
+                .fetch_all(&mut **tx)
+                .await?;
+            ids.extend(current.iter().map(String::as_str));
+        }
+        for run in &runs {
+            match run {
+                MemberRun::Add(members) => ids.extend(members.iter().map(|m| m.id.as_str())),
+                MemberRun::Remove(removed) => ids.extend(removed.iter().copied()),
+                MemberRun::Clear => {}
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let live = lock_members(tx, connection_id, &ids).await?;
+        for run in runs {
             match run {
                 MemberRun::Add(members) => {
-                    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
-                    // The members that exist, share-locked in id order so none is deleted before
-                    // this commits. A lock inside the insert's EXISTS made PostgreSQL's plan
-                    // scan far more rows than it added (about 100 ms for 100 members).
-                    let live: std::collections::HashSet<String> = sqlx::query_scalar(
-                        "SELECT id FROM resources WHERE connection_id = $1 AND id = ANY($2) AND deleted_at IS NULL ORDER BY id FOR SHARE",
-                    )
-                    .bind(connection_id)
-                    .bind(&ids)
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .into_iter()
-                    .collect();
                     let members: Vec<&Member> = members
                         .into_iter()
                         .filter(|m| live.contains(&m.id))
@@ -389,28 +476,19 @@ impl PgStore {
         touched.dedup();
         if !touched.is_empty() {
             let reads_groups = mapping_reads_groups(tx, connection_id).await?;
-            // Locked in id order first: an UPDATE locks rows in whatever order its plan meets
-            // them, and two group writes sharing members would deadlock.
+            // `lock_members` holds every one of them already: an UPDATE locks rows in whatever
+            // order its plan meets them.
             let ids: Vec<String> = touched.iter().map(|id| (*id).clone()).collect();
-            sqlx::query(
-                "SELECT 1 FROM resources WHERE kind = 'User' AND connection_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
-            )
+            sqlx::query(&format!(
+                "{}$3 WHERE {} = ANY($2)",
+                crate::touch_members_sql(reads_groups),
+                users_by_id!()
+            ))
             .bind(connection_id)
             .bind(&ids)
+            .bind(micros(now()))
             .execute(&mut **tx)
             .await?;
-            let mut qb: QueryBuilder<'_, Postgres> =
-                QueryBuilder::new(crate::touch_members_sql(reads_groups));
-            qb.push_bind(micros(now()))
-                .push(" WHERE kind = 'User' AND connection_id = ")
-                .push_bind(connection_id.to_owned())
-                .push(" AND id IN (");
-            let mut ids = qb.separated(", ");
-            for id in touched {
-                ids.push_bind(id.clone());
-            }
-            qb.push(")");
-            qb.build().execute(&mut **tx).await?;
         }
         Ok(delta)
     }
@@ -455,9 +533,24 @@ impl PgStore {
         select: &str,
         include_deleted: bool,
     ) -> QueryBuilder<'a, Postgres> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {select} FROM resources WHERE connection_id = "
-        ));
+        Self::filtered(
+            format!("SELECT {select} FROM resources WHERE connection_id = "),
+            connection_id,
+            kind,
+            plan,
+            include_deleted,
+        )
+    }
+
+    /// `head`, which ends where the connection id goes, followed by the filter's conditions.
+    fn filtered<'a>(
+        head: String,
+        connection_id: &str,
+        kind: Kind,
+        plan: &Plan,
+        include_deleted: bool,
+    ) -> QueryBuilder<'a, Postgres> {
+        let mut qb = QueryBuilder::new(head);
         // The kind is written into the SQL, not bound: only then can the planner prove that the
         // partial unique index on users' names applies, and pick it even before the table
         // has statistics. `Kind::as_str` is one of two fixed words.
@@ -830,7 +923,7 @@ impl Store for PgStore {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
         if kind == Kind::Group && !write.members.is_empty() {
-            lock_memberships(&mut tx, connection_id).await?;
+            lock_memberships(&mut tx, connection_id, MembershipLock::Shared).await?;
         }
         let inserted = sqlx::query(
             "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
@@ -922,10 +1015,12 @@ impl Store for PgStore {
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
         if kind == Kind::Group {
-            lock_memberships(&mut tx, connection_id).await?;
+            lock_memberships(&mut tx, connection_id, MembershipLock::Shared).await?;
         }
         let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE {BY_ID} AND deleted_at IS NULL FOR UPDATE"
+            // Not `FOR UPDATE`: that would conflict with the key-share lock of a group
+            // write that is adding this group as a member (see `lock_members`).
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE {BY_ID} AND deleted_at IS NULL FOR NO KEY UPDATE"
         ))
         .bind(connection_id)
         .bind(kind.as_str())
@@ -1011,9 +1106,7 @@ impl Store for PgStore {
         expected_version: Option<i64>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        if true {
-            lock_memberships(&mut tx, connection_id).await?;
-        }
+        lock_memberships(&mut tx, connection_id, MembershipLock::Exclusive).await?;
         if kind == Kind::User {
             // Groups before their members, the order group writes take them in.
             sqlx::query(
@@ -1072,21 +1165,22 @@ impl Store for PgStore {
             .await?;
         if kind == Kind::Group {
             // A deleted group's members, locked in id order like every group write locks them.
-            sqlx::query("SELECT 1 FROM resources WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $2) ORDER BY id FOR UPDATE")
+            sqlx::query(concat!("SELECT 1 FROM resources WHERE ", users_by_id!(), " IN (SELECT member_id FROM memberships WHERE group_seq = $2) ORDER BY id FOR UPDATE"))
                 .bind(connection_id)
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
             let reads_groups = mapping_reads_groups(&mut tx, connection_id).await?;
             sqlx::query(&format!(
-                "{}$1 WHERE connection_id = $2 AND kind = 'User' AND id IN (SELECT member_id FROM memberships WHERE group_seq = $3)",
-                crate::touch_members_sql(reads_groups)
+                "{}$3 WHERE {} IN (SELECT member_id FROM memberships WHERE group_seq = $2)",
+                crate::touch_members_sql(reads_groups),
+                users_by_id!()
             ))
-                .bind(micros(now()))
-                .bind(connection_id)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
+            .bind(connection_id)
+            .bind(seq)
+            .bind(micros(now()))
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM memberships WHERE group_seq = $1")
                 .bind(seq)
                 .execute(&mut *tx)
@@ -1124,17 +1218,27 @@ impl Store for PgStore {
         let needs_related =
             |name: &str| query.filter.is_some_and(|f| crate::plan::mentions(f, name));
         if plan.exact && query.sort.is_none() {
-            let mut qb = Self::base_query(
-                connection_id,
-                kind,
-                &plan,
-                columns_for(kind, query.load),
-                query.load.deleted,
-            );
-            let mut offset = 0u64;
+            let offset = match &query.start {
+                PageStart::Index(i) => i.saturating_sub(1),
+                PageStart::Cursor(_) => 0,
+            };
+            let columns = columns_for(kind, query.load);
+            // PostgreSQL computes the columns of the rows an OFFSET skips, a user's groups
+            // included: page 30 of a walk read 3,000 users' groups to return 100. The page's
+            // rows are picked first, by seq alone, and only they are read in full.
+            let mut qb = if offset > 0 {
+                Self::filtered(
+                    format!("SELECT {columns} FROM resources WHERE seq IN (SELECT seq FROM resources WHERE connection_id = "),
+                    connection_id,
+                    kind,
+                    &plan,
+                    query.load.deleted,
+                )
+            } else {
+                Self::base_query(connection_id, kind, &plan, columns, query.load.deleted)
+            };
             match &query.start {
-                PageStart::Index(i) => offset = i.saturating_sub(1),
-                PageStart::Cursor(None) => {}
+                PageStart::Index(_) | PageStart::Cursor(None) => {}
                 PageStart::Cursor(Some(text)) => match Cursor::parse(text)? {
                     Cursor::AfterSeq(seq) => {
                         qb.push(" AND seq > ").push_bind(seq);
@@ -1163,6 +1267,9 @@ impl Store for PgStore {
             .push_bind(i64::try_from(query.count.saturating_add(1)).unwrap_or(i64::MAX))
             .push(" OFFSET ")
             .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+            if offset > 0 {
+                qb.push(") ORDER BY seq");
+            }
             let rows = qb.build().fetch_all(&self.pool).await?;
             let has_more = rows.len() as u64 > query.count;
             let total = match total_from_page(&query.start, offset, rows.len() as u64, query.count)
@@ -1230,16 +1337,14 @@ impl Store for PgStore {
     ) -> StoreResult<HashMap<String, Kind>> {
         let mut found = HashMap::new();
         for chunk in ids.chunks(500) {
-            let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-                "SELECT id, kind FROM resources WHERE deleted_at IS NULL AND connection_id = ",
-            );
-            qb.push_bind(connection_id.to_owned()).push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.clone());
-            }
-            qb.push(")");
-            for row in qb.build().fetch_all(&self.pool).await? {
+            let rows = sqlx::query(
+                "SELECT id, kind FROM resources WHERE connection_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+            )
+            .bind(connection_id)
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
                 found.insert(
                     row.try_get("id")?,
                     kind_of(&row.try_get::<String, _>("kind")?)?,
@@ -1297,14 +1402,14 @@ impl Store for PgStore {
         let generations: Vec<i64> = saves.iter().map(|s| s.record.generation).collect();
         let mut tx = self.pool.begin().await?;
         // Rows locked in id order, as membership writes lock them, so the two cannot deadlock.
-        sqlx::query("SELECT 1 FROM resources WHERE kind = 'User' AND (connection_id, id) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) ORDER BY connection_id, id FOR UPDATE")
+        sqlx::query("SELECT 1 FROM resources WHERE (connection_id, id) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) AND kind IS NOT DISTINCT FROM 'User' ORDER BY connection_id, id FOR UPDATE")
             .bind(&connection_ids)
             .bind(&user_ids)
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE resources r SET mapped = v.mapped, mapped_generation = v.generation, mapping_lease_until = NULL \
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) AS v(connection_id, id, epoch, mapped, generation) \
-                     WHERE r.connection_id = v.connection_id AND r.id = v.id AND r.kind = 'User' AND r.mapping_epoch = v.epoch")
+                     WHERE r.connection_id = v.connection_id AND r.id = v.id AND r.kind IS NOT DISTINCT FROM 'User' AND r.mapping_epoch = v.epoch")
             .bind(&connection_ids)
             .bind(&user_ids)
             .bind(epochs)
@@ -1321,7 +1426,7 @@ impl Store for PgStore {
         connection_id: &str,
         group_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = $1 AND kind = 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.kind = 'Group' AND g.id = $3) AND EXISTS (SELECT 1 FROM connections WHERE id = $1 AND mapping_reads_groups)")
+        sqlx::query("UPDATE resources SET mapped_generation = 0, mapping_epoch = mapping_epoch + 1, mapping_lease_until = NULL WHERE connection_id = $1 AND kind IS NOT DISTINCT FROM 'User' AND id IN (SELECT m.member_id FROM memberships m JOIN resources g ON g.seq = m.group_seq WHERE g.connection_id = $2 AND g.id = $3 AND g.kind IS NOT DISTINCT FROM 'Group') AND EXISTS (SELECT 1 FROM connections WHERE id = $1 AND mapping_reads_groups)")
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)
@@ -1352,7 +1457,7 @@ impl Store for PgStore {
     async fn member_count(&self, connection_id: &str, group_id: &str) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM memberships m JOIN resources g ON g.seq = m.group_seq \
-             WHERE g.connection_id = $1 AND g.kind = 'Group' AND g.id = $2",
+             WHERE g.connection_id = $1 AND g.id = $2 AND g.kind IS NOT DISTINCT FROM 'Group'",
         )
         .bind(connection_id)
         .bind(group_id)
@@ -1366,35 +1471,27 @@ impl Store for PgStore {
         entries: &[(String, RequestLogEntry)],
         keep: u32,
     ) -> StoreResult<()> {
-        if entries.is_empty() {
+        let batches = crate::requests_by_connection(entries, keep)?;
+        if batches.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let mut touched: Vec<&str> = Vec::new();
-        for (connection_id, entry) in entries {
-            let text =
-                serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            // The connection may have been deleted while the entry waited in the batch.
-            sqlx::query("INSERT INTO request_log (connection_id, entry) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM connections WHERE id = $3)")
-                .bind(connection_id)
-                .bind(text)
-                .bind(connection_id)
-                .execute(&mut *tx)
-                .await?;
-            if !touched.contains(&connection_id.as_str()) {
-                touched.push(connection_id);
-            }
-        }
-        for connection_id in touched {
+        for batch in &batches {
+            // The connection may have been deleted while its entries waited in the batch.
             sqlx::query(
-                "DELETE FROM request_log WHERE connection_id = $1 AND id <= \
-                 (SELECT id FROM request_log WHERE connection_id = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)",
+                "INSERT INTO request_log (connection_id, entry) SELECT $1, e.entry FROM UNNEST($2::text[]) WITH ORDINALITY AS e(entry, n) \
+                 WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1) ORDER BY e.n",
             )
-            .bind(connection_id)
-            .bind(connection_id)
-            .bind(i64::from(keep))
+            .bind(batch.connection_id)
+            .bind(&batch.entries)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(crate::TRIM_REQUEST_LOG)
+                .bind(batch.connection_id)
+                .bind((batch.received + keep as usize) as i64)
+                .bind(i64::from(keep))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -864,6 +864,30 @@ pub async fn request_log_keeps_the_newest(store: &dyn Store) {
     assert_eq!(recent.len(), 10);
     assert_eq!(recent[0].request_id, "req-14", "newest first");
     assert_eq!(recent[9].request_id, "req-5");
+
+    // A later batch, two connections interleaved: each keeps its own newest, in order.
+    let (b, kb) = new_connection("r2");
+    store
+        .create_connection(b.clone(), kb)
+        .await
+        .expect("create");
+    let batch: Vec<(String, RequestLogEntry)> = (15..19)
+        .flat_map(|i| [(a.id.clone(), entry(i)), (b.id.clone(), entry(i + 100))])
+        .collect();
+    store.log_requests(&batch, 10).await.expect("log");
+    let ids = |entries: Vec<RequestLogEntry>| -> Vec<String> {
+        entries.into_iter().map(|e| e.request_id).collect()
+    };
+    let expected: Vec<String> = (9..19).rev().map(|i| format!("req-{i}")).collect();
+    assert_eq!(
+        ids(store.recent_requests(&a.id, 200).await.expect("recent")),
+        expected
+    );
+    let expected: Vec<String> = (115..119).rev().map(|i| format!("req-{i}")).collect();
+    assert_eq!(
+        ids(store.recent_requests(&b.id, 200).await.expect("recent")),
+        expected
+    );
 }
 
 pub async fn mapping_generations_and_leases(store: &dyn Store) {
