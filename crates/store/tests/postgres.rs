@@ -214,3 +214,44 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
         assert_eq!(ids, expected, "group g{g}");
     }
 }
+
+/// A directory growing from nothing gets planner statistics without waiting for autovacuum
+/// (which this machine's PostgreSQL has turned off), so cached plans are made again for its
+/// real size.
+#[tokio::test]
+async fn statistics_follow_a_growing_directory() {
+    let (store, db) = fresh().await;
+    let (new, key) = suite::new_connection("growing");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let rows_seen = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, f32>(
+                "SELECT reltuples FROM pg_class WHERE relname = 'resources'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("reltuples")
+        }
+    };
+    assert!(rows_seen(&admin).await < 0.0, "never analyzed yet");
+    for i in 0..300 {
+        let id = format!("u{i}");
+        store
+            .create_resource(&c.id, Kind::User, &id, suite::user(&id, "x@x.org"))
+            .await
+            .expect("user");
+    }
+    let mut seen = -1.0;
+    // Backends report their row counts within 10 s; the task looks every second.
+    for _ in 0..300 {
+        seen = rows_seen(&admin).await;
+        if seen >= 100.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen >= 100.0, "statistics still say {seen} rows");
+    admin.close().await;
+}

@@ -50,12 +50,15 @@ impl PgStore {
                 STATEMENT_TIMEOUT.as_millis().to_string(),
             ),
             ("synchronous_commit", "on".to_owned()),
+            // Every statement here is short. Estimates inflated by dead rows made PostgreSQL
+            // compile some of them to machine code first: 0.5 s for a claim that finds nothing.
+            ("jit", "off".to_owned()),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
         let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
@@ -69,7 +72,7 @@ impl PgStore {
             );
         }
         Ok(PgStore {
-            _statistics: statistics::Statistics::start(pool.clone()),
+            _statistics: statistics::Statistics::start(options),
             pool,
             events,
         })
@@ -318,9 +321,10 @@ impl PgStore {
         let Some(connection) = connection_in(tx, connection_id).await? else {
             return Ok(());
         };
-        let groups = match after.kind {
-            Kind::User => group_summaries(tx, connection_id, &after.id).await?,
-            Kind::Group => Vec::new(),
+        let groups = match (after.kind, before) {
+            // Members must exist when they are added, so a user being created is in no group.
+            (Kind::User, Some(_)) => group_summaries(tx, connection_id, &after.id).await?,
+            _ => Vec::new(),
         };
         if after.kind == Kind::User {
             if let Some(record) = self.events.mapped_view(&connection, after, &groups) {
@@ -360,11 +364,14 @@ impl PgStore {
         connection_id: &str,
         seq: i64,
         write: &ResourceWrite,
+        created: bool,
     ) -> StoreResult<MemberDelta> {
-        sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
-            .bind(seq)
-            .execute(&mut **tx)
-            .await?;
+        if !created {
+            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
+        }
         for email in &write.indexed.emails {
             sqlx::query("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) VALUES ($1, $2, $3)")
                 .bind(seq)
@@ -950,7 +957,7 @@ impl Store for PgStore {
             }
             other => other?.try_get("seq")?,
         };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
         let members = if kind == Kind::Group {
             Some(load_members(&mut *tx, seq).await?)
         } else {
@@ -1060,7 +1067,7 @@ impl Store for PgStore {
             }
             other => other?,
         };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
         if delta.is_empty() && write.body == current.body {
             // An IdP re-sending the state it sent before (they do, constantly): nothing
             // changed, so no new version, no new lastModified, nothing to recompute.
@@ -1371,7 +1378,15 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<StaleUser>> {
         let now = micros(now());
         let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq IN (SELECT r.seq FROM connections c JOIN resources r ON r.connection_id = c.id AND r.kind = 'User' AND r.mapped_generation < c.mapping_generation AND r.deleted_at IS NULL WHERE (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) LIMIT $3 FOR UPDATE OF r SKIP LOCKED) RETURNING connection_id, mapping_epoch, {USER_COLUMNS}"))
+        // Per connection, the pending users in index order: a join on the generation let the
+        // planner read every user of the table for each poll (0.7 s at 100,000). The claimed rows
+        // are then reached by seq alone.
+        let rows = sqlx::query(&format!("UPDATE resources SET mapping_lease_until = $1 WHERE seq = ANY(ARRAY(\
+            SELECT p.seq FROM connections c CROSS JOIN LATERAL (\
+                SELECT r.seq FROM resources r WHERE r.mapped_generation < c.mapping_generation AND r.connection_id = c.id \
+                AND r.kind = 'User' AND r.deleted_at IS NULL AND (r.mapping_lease_until IS NULL OR r.mapping_lease_until < $2) \
+                ORDER BY r.mapped_generation LIMIT $3 FOR UPDATE OF r SKIP LOCKED) p \
+            LIMIT $3)) RETURNING connection_id, mapping_epoch, {USER_COLUMNS}"))
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))

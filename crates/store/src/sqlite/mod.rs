@@ -247,11 +247,14 @@ impl SqliteStore {
         connection_id: &str,
         seq: i64,
         write: &ResourceWrite,
+        created: bool,
     ) -> StoreResult<MemberDelta> {
-        sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
-            .bind(seq)
-            .execute(&mut **tx)
-            .await?;
+        if !created {
+            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
+        }
         for email in &write.indexed.emails {
             sqlx::query("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) VALUES (?, ?, ?)")
                 .bind(seq)
@@ -428,9 +431,10 @@ async fn emit_written(
     let Some(connection) = connection_in(tx, connection_id).await? else {
         return Ok(());
     };
-    let groups = match after.kind {
-        Kind::User => group_summaries(tx, connection_id, &after.id).await?,
-        Kind::Group => Vec::new(),
+    let groups = match (after.kind, before) {
+        // Members must exist when they are added, so a user being created is in no group.
+        (Kind::User, Some(_)) => group_summaries(tx, connection_id, &after.id).await?,
+        _ => Vec::new(),
     };
     if after.kind == Kind::User {
         if let Some(record) = events.mapped_view(&connection, after, &groups) {
@@ -488,7 +492,7 @@ async fn create_resource_in(
         }
         other => other?.try_get("seq")?,
     };
-    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
     let members = if kind == Kind::Group {
         Some(load_members(&mut *tx, seq).await?)
     } else {
@@ -575,7 +579,8 @@ async fn update_resource_in(
         }
         other => other?,
     };
-    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write).await?;
+    let delta =
+        SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
     if delta.is_empty() && write.body == current.body {
         // An IdP re-sending the state it sent before (they do, constantly): nothing
         // changed, so no new version, no new lastModified, nothing to recompute.
