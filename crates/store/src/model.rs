@@ -237,6 +237,30 @@ pub struct StoredResource {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
+impl StoredResource {
+    /// This resource after a write that replaced its body: the next version, modified `at`.
+    /// Members and groups are left unloaded.
+    pub(crate) fn rewritten(
+        &self,
+        body: Value,
+        mapped: Option<MappedRecord>,
+        at: OffsetDateTime,
+    ) -> StoredResource {
+        StoredResource {
+            id: self.id.clone(),
+            kind: self.kind,
+            version: self.version + 1,
+            created: self.created,
+            last_modified: at,
+            body,
+            members: None,
+            groups: None,
+            mapped,
+            deleted_at: None,
+        }
+    }
+}
+
 /// What a write did to a group's membership (members actually added and removed).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemberDelta {

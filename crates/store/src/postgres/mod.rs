@@ -1077,18 +1077,7 @@ impl Store for PgStore {
                 members: delta,
             });
         }
-        let mut resource = StoredResource {
-            id: id.to_owned(),
-            kind,
-            version: current.version + 1,
-            created: current.created,
-            last_modified: from_micros(at),
-            body: write.body,
-            members: None,
-            groups: None,
-            mapped: write.mapped,
-            deleted_at: None,
-        };
+        let mut resource = current.rewritten(write.body, write.mapped, from_micros(at));
         self.emit_written(
             &mut tx,
             connection_id,
