@@ -275,3 +275,39 @@ pub(crate) fn parse_types(text: &str) -> Vec<String> {
 pub(crate) fn types_text(types: &[String]) -> String {
     serde_json::to_string(types).unwrap_or_else(|_| "[]".to_owned())
 }
+
+/// What a resource write's mapped view and events are computed from, read inside its
+/// transaction before the row is written, so the row carries its mapped view from the start.
+pub(crate) struct WriteContext {
+    pub connection: Connection,
+    /// The user's groups; empty for a group, and for a user being created (members must exist
+    /// when they are added, so a new user is in no group).
+    pub groups: Vec<GroupSummary>,
+}
+
+impl WriteContext {
+    /// Stores the user's mapped view in `resource`, where the event source gives one.
+    pub fn map(&self, events: &dyn EventSource, resource: &mut StoredResource) {
+        if resource.kind == crate::model::Kind::User {
+            if let Some(record) = events.mapped_view(&self.connection, resource, &self.groups) {
+                resource.mapped = Some(record);
+            }
+        }
+    }
+
+    pub fn events(
+        &self,
+        events: &dyn EventSource,
+        before: Option<&StoredResource>,
+        after: &StoredResource,
+        members: &MemberDelta,
+    ) -> Vec<NewEvent> {
+        events.events(Effect::ResourceWritten {
+            connection: &self.connection,
+            before,
+            after,
+            groups: &self.groups,
+            members,
+        })
+    }
+}

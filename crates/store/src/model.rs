@@ -218,6 +218,14 @@ pub struct ResourceWrite {
     pub mapped: Option<MappedRecord>,
 }
 
+impl ResourceWrite {
+    /// An IdP re-sending the state it sent before (they do, constantly): nothing to change, so
+    /// no new version, no new lastModified, nothing to recompute.
+    pub(crate) fn is_unchanged(&self, current: &StoredResource) -> bool {
+        self.members.is_empty() && self.body == current.body
+    }
+}
+
 /// A resource as stored, with the server-owned fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResource {

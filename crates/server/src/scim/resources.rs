@@ -353,10 +353,21 @@ async fn as_written(
     mut written: StoredResource,
     load: Load,
 ) -> ScimResult<StoredResource> {
-    if load.members || load.groups {
-        let fresh = reload(state, ctx, written.kind, &written.id.clone(), load).await?;
-        written.members = fresh.members;
-        written.groups = fresh.groups;
+    // A create already carries them: a new user is in no group, a new group's members were
+    // read back in its transaction.
+    let missing = Load {
+        members: load.members && written.members.is_none(),
+        groups: load.groups && written.groups.is_none(),
+        deleted: false,
+    };
+    if missing.members || missing.groups {
+        let fresh = reload(state, ctx, written.kind, &written.id.clone(), missing).await?;
+        if missing.members {
+            written.members = fresh.members;
+        }
+        if missing.groups {
+            written.groups = fresh.groups;
+        }
     }
     Ok(written)
 }

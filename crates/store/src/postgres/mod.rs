@@ -309,42 +309,21 @@ where
 impl PgStore {
     /// Emits the events of a create or change, with the connection and a user's groups as
     /// this transaction sees them.
-    async fn emit_written(
-        &self,
+    /// Reads what the write's mapped view and events need; `None` when the connection is gone.
+    async fn write_context(
         tx: &mut Transaction<'_, Postgres>,
         connection_id: &str,
-        before: Option<&StoredResource>,
-        seq: i64,
-        after: &mut StoredResource,
-        members: &MemberDelta,
-    ) -> StoreResult<()> {
+        kind: Kind,
+        existing_user: Option<&str>,
+    ) -> StoreResult<Option<WriteContext>> {
         let Some(connection) = connection_in(tx, connection_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let groups = match (after.kind, before) {
-            // Members must exist when they are added, so a user being created is in no group.
-            (Kind::User, Some(_)) => group_summaries(tx, connection_id, &after.id).await?,
+        let groups = match (kind, existing_user) {
+            (Kind::User, Some(id)) => group_summaries(tx, connection_id, id).await?,
             _ => Vec::new(),
         };
-        if after.kind == Kind::User {
-            if let Some(record) = self.events.mapped_view(&connection, after, &groups) {
-                sqlx::query("UPDATE resources SET mapped = $1, mapped_generation = $2, mapping_lease_until = NULL WHERE seq = $3")
-                    .bind(record.value.to_string())
-                    .bind(record.generation)
-                    .bind(seq)
-                    .execute(&mut **tx)
-                    .await?;
-                after.mapped = Some(record);
-            }
-        }
-        let events = self.events.events(Effect::ResourceWritten {
-            connection: &connection,
-            before,
-            after,
-            groups: &groups,
-            members,
-        });
-        insert_events(tx, events).await
+        Ok(Some(WriteContext { connection, groups }))
     }
 
     async fn load_related(
@@ -925,12 +904,28 @@ impl Store for PgStore {
         connection_id: &str,
         kind: Kind,
         id: &str,
-        write: ResourceWrite,
+        mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let at = micros(now());
+        let at = from_micros(micros(now()));
         let mut tx = self.pool.begin().await?;
         if kind == Kind::Group && !write.members.is_empty() {
             lock_memberships(&mut tx, connection_id, MembershipLock::Shared).await?;
+        }
+        let context = Self::write_context(&mut tx, connection_id, kind, None).await?;
+        let mut resource = StoredResource {
+            id: id.to_owned(),
+            kind,
+            version: 1,
+            created: at,
+            last_modified: at,
+            body: std::mem::take(&mut write.body),
+            members: None,
+            groups: (kind == Kind::User).then(Vec::new),
+            mapped: write.mapped.take(),
+            deleted_at: None,
+        };
+        if let Some(context) = &context {
+            context.map(&*self.events, &mut resource);
         }
         let inserted = sqlx::query(
             "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
@@ -942,11 +937,11 @@ impl Store for PgStore {
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
         .bind(write.indexed.active)
-        .bind(at)
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .bind(micros(at))
+        .bind(micros(at))
+        .bind(resource.body.to_string())
+        .bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(resource.mapped.as_ref().map_or(0, |m| m.generation))
         .fetch_one(&mut *tx)
         .await;
         let seq: i64 = match inserted {
@@ -958,25 +953,16 @@ impl Store for PgStore {
             other => other?.try_get("seq")?,
         };
         let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
-        let members = if kind == Kind::Group {
-            Some(load_members(&mut *tx, seq).await?)
-        } else {
-            None
-        };
-        let mut resource = StoredResource {
-            id: id.to_owned(),
-            kind,
-            version: 1,
-            created: from_micros(at),
-            last_modified: from_micros(at),
-            body: write.body,
-            members,
-            groups: (kind == Kind::User).then(Vec::new),
-            mapped: write.mapped,
-            deleted_at: None,
-        };
-        self.emit_written(&mut tx, connection_id, None, seq, &mut resource, &delta)
+        if kind == Kind::Group {
+            resource.members = Some(load_members(&mut *tx, seq).await?);
+        }
+        if let Some(context) = &context {
+            insert_events(
+                &mut tx,
+                context.events(&*self.events, None, &resource, &delta),
+            )
             .await?;
+        }
         tx.commit().await?;
         Ok(WriteOutcome {
             resource,
@@ -1017,9 +1003,9 @@ impl Store for PgStore {
         kind: Kind,
         id: &str,
         expected_version: Option<i64>,
-        write: ResourceWrite,
+        mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let at = micros(now());
+        let at = from_micros(micros(now()));
         let mut tx = self.pool.begin().await?;
         if kind == Kind::Group {
             lock_memberships(&mut tx, connection_id, MembershipLock::Shared).await?;
@@ -1046,16 +1032,29 @@ impl Store for PgStore {
                 });
             }
         }
+        if write.is_unchanged(&current) {
+            tx.rollback().await?;
+            return Ok(WriteOutcome {
+                resource: current,
+                members: MemberDelta::default(),
+            });
+        }
+        let context = Self::write_context(&mut tx, connection_id, kind, Some(id)).await?;
+        let mut resource =
+            current.rewritten(std::mem::take(&mut write.body), write.mapped.take(), at);
+        if let Some(context) = &context {
+            context.map(&*self.events, &mut resource);
+        }
         let updated = sqlx::query(
             "UPDATE resources SET name_lower = $1, external_id = $2, active = $3, version = version + 1, last_modified = $4, body = $5, mapped = $6, mapped_generation = $7, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = $8",
         )
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
         .bind(write.indexed.active)
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .bind(micros(at))
+        .bind(resource.body.to_string())
+        .bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(resource.mapped.as_ref().map_or(0, |m| m.generation))
         .bind(seq)
         .execute(&mut *tx)
         .await;
@@ -1068,25 +1067,21 @@ impl Store for PgStore {
             other => other?,
         };
         let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
-        if delta.is_empty() && write.body == current.body {
-            // An IdP re-sending the state it sent before (they do, constantly): nothing
-            // changed, so no new version, no new lastModified, nothing to recompute.
+        if delta.is_empty() && resource.body == current.body {
+            // Member changes that changed nothing (adding members already there).
             tx.rollback().await?;
             return Ok(WriteOutcome {
                 resource: current,
                 members: delta,
             });
         }
-        let mut resource = current.rewritten(write.body, write.mapped, from_micros(at));
-        self.emit_written(
-            &mut tx,
-            connection_id,
-            Some(&current),
-            seq,
-            &mut resource,
-            &delta,
-        )
-        .await?;
+        if let Some(context) = &context {
+            insert_events(
+                &mut tx,
+                context.events(&*self.events, Some(&current), &resource, &delta),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(WriteOutcome {
             resource,

@@ -419,42 +419,21 @@ impl SqliteStore {
 
 /// Emits the events of a create or change, with the connection and a user's groups as
 /// this transaction sees them.
-async fn emit_written(
-    events: &dyn EventSource,
+/// Reads what the write's mapped view and events need; `None` when the connection is gone.
+async fn write_context(
     tx: &mut Transaction<'_, Sqlite>,
     connection_id: &str,
-    before: Option<&StoredResource>,
-    seq: i64,
-    after: &mut StoredResource,
-    members: &MemberDelta,
-) -> StoreResult<()> {
+    kind: Kind,
+    existing_user: Option<&str>,
+) -> StoreResult<Option<WriteContext>> {
     let Some(connection) = connection_in(tx, connection_id).await? else {
-        return Ok(());
+        return Ok(None);
     };
-    let groups = match (after.kind, before) {
-        // Members must exist when they are added, so a user being created is in no group.
-        (Kind::User, Some(_)) => group_summaries(tx, connection_id, &after.id).await?,
+    let groups = match (kind, existing_user) {
+        (Kind::User, Some(id)) => group_summaries(tx, connection_id, id).await?,
         _ => Vec::new(),
     };
-    if after.kind == Kind::User {
-        if let Some(record) = events.mapped_view(&connection, after, &groups) {
-            sqlx::query("UPDATE resources SET mapped = ?, mapped_generation = ?, mapping_lease_until = NULL WHERE seq = ?")
-                .bind(record.value.to_string())
-                .bind(record.generation)
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
-            after.mapped = Some(record);
-        }
-    }
-    let events = events.events(Effect::ResourceWritten {
-        connection: &connection,
-        before,
-        after,
-        groups: &groups,
-        members,
-    });
-    insert_events(tx, events).await
+    Ok(Some(WriteContext { connection, groups }))
 }
 
 async fn create_resource_in(
@@ -463,10 +442,25 @@ async fn create_resource_in(
     connection_id: &str,
     kind: Kind,
     id: &str,
-    write: ResourceWrite,
+    mut write: ResourceWrite,
 ) -> StoreResult<WriteOutcome> {
-    let at = micros(now());
-
+    let at = from_micros(micros(now()));
+    let context = write_context(&mut tx, connection_id, kind, None).await?;
+    let mut resource = StoredResource {
+        id: id.to_owned(),
+        kind,
+        version: 1,
+        created: at,
+        last_modified: at,
+        body: std::mem::take(&mut write.body),
+        members: None,
+        groups: (kind == Kind::User).then(Vec::new),
+        mapped: write.mapped.take(),
+        deleted_at: None,
+    };
+    if let Some(context) = &context {
+        context.map(events, &mut resource);
+    }
     let inserted = sqlx::query(
             "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
              VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING seq",
@@ -477,11 +471,11 @@ async fn create_resource_in(
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
         .bind(write.indexed.active.map(i64::from))
-        .bind(at)
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .bind(micros(at))
+        .bind(micros(at))
+        .bind(resource.body.to_string())
+        .bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(resource.mapped.as_ref().map_or(0, |m| m.generation))
         .fetch_one(&mut *tx)
         .await;
     let seq: i64 = match inserted {
@@ -493,33 +487,12 @@ async fn create_resource_in(
         other => other?.try_get("seq")?,
     };
     let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
-    let members = if kind == Kind::Group {
-        Some(load_members(&mut *tx, seq).await?)
-    } else {
-        None
-    };
-    let mut resource = StoredResource {
-        id: id.to_owned(),
-        kind,
-        version: 1,
-        created: from_micros(at),
-        last_modified: from_micros(at),
-        body: write.body,
-        members,
-        groups: (kind == Kind::User).then(Vec::new),
-        mapped: write.mapped,
-        deleted_at: None,
-    };
-    emit_written(
-        events,
-        &mut tx,
-        connection_id,
-        None,
-        seq,
-        &mut resource,
-        &delta,
-    )
-    .await?;
+    if kind == Kind::Group {
+        resource.members = Some(load_members(&mut *tx, seq).await?);
+    }
+    if let Some(context) = &context {
+        insert_events(&mut tx, context.events(events, None, &resource, &delta)).await?;
+    }
     tx.commit().await?;
     Ok(WriteOutcome {
         resource,
@@ -534,9 +507,9 @@ async fn update_resource_in(
     kind: Kind,
     id: &str,
     expected_version: Option<i64>,
-    write: ResourceWrite,
+    mut write: ResourceWrite,
 ) -> StoreResult<WriteOutcome> {
-    let at = micros(now());
+    let at = from_micros(micros(now()));
 
     let row = sqlx::query(&format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
@@ -558,16 +531,28 @@ async fn update_resource_in(
             });
         }
     }
+    if write.is_unchanged(&current) {
+        tx.rollback().await?;
+        return Ok(WriteOutcome {
+            resource: current,
+            members: MemberDelta::default(),
+        });
+    }
+    let context = write_context(&mut tx, connection_id, kind, Some(id)).await?;
+    let mut resource = current.rewritten(std::mem::take(&mut write.body), write.mapped.take(), at);
+    if let Some(context) = &context {
+        context.map(events, &mut resource);
+    }
     let updated = sqlx::query(
             "UPDATE resources SET name_lower = ?, external_id = ?, active = ?, version = version + 1, last_modified = ?, body = ?, mapped = ?, mapped_generation = ?, mapping_lease_until = NULL, mapping_epoch = mapping_epoch + 1 WHERE seq = ?",
         )
         .bind(write.indexed.name.as_deref().map(fold))
         .bind(&write.indexed.external_id)
         .bind(write.indexed.active.map(i64::from))
-        .bind(at)
-        .bind(write.body.to_string())
-        .bind(write.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(write.mapped.as_ref().map_or(0, |m| m.generation))
+        .bind(micros(at))
+        .bind(resource.body.to_string())
+        .bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
+        .bind(resource.mapped.as_ref().map_or(0, |m| m.generation))
         .bind(seq)
         .execute(&mut *tx)
         .await;
@@ -581,26 +566,21 @@ async fn update_resource_in(
     };
     let delta =
         SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
-    if delta.is_empty() && write.body == current.body {
-        // An IdP re-sending the state it sent before (they do, constantly): nothing
-        // changed, so no new version, no new lastModified, nothing to recompute.
+    if delta.is_empty() && resource.body == current.body {
+        // Member changes that changed nothing (adding members already there).
         tx.rollback().await?;
         return Ok(WriteOutcome {
             resource: current,
             members: delta,
         });
     }
-    let mut resource = current.rewritten(write.body, write.mapped, from_micros(at));
-    emit_written(
-        events,
-        &mut tx,
-        connection_id,
-        Some(&current),
-        seq,
-        &mut resource,
-        &delta,
-    )
-    .await?;
+    if let Some(context) = &context {
+        insert_events(
+            &mut tx,
+            context.events(events, Some(&current), &resource, &delta),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(WriteOutcome {
         resource,
