@@ -5,19 +5,19 @@ mod suite;
 
 use scimgate_store::postgres::PgStore;
 use scimgate_store::testing::TempPostgres;
-use scimgate_store::{Kind, Load, Member, MemberOp, Store, StoreError};
+use std::sync::Arc;
 
-async fn fresh() -> (PgStore, TempPostgres) {
+use scimgate_store::{EventSource, Kind, Load, Member, MemberOp, Store, StoreError};
+
+async fn fresh(events: Arc<dyn EventSource>) -> (PgStore, TempPostgres) {
     let db = TempPostgres::create()
         .await
         .expect("create a test database");
-    let store = PgStore::open(&db.url, suite::describer())
-        .await
-        .expect("open");
+    let store = PgStore::open(&db.url, events).await.expect("open");
     (store, db)
 }
 
-store_suite!(fresh());
+store_suite!(fresh);
 
 #[tokio::test]
 async fn instances_starting_together_migrate_once() {
@@ -220,7 +220,7 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
 /// real size.
 #[tokio::test]
 async fn statistics_follow_a_growing_directory() {
-    let (store, db) = fresh().await;
+    let (store, db) = fresh(suite::describer()).await;
     let (new, key) = suite::new_connection("growing");
     let c = store.create_connection(new, key).await.expect("connection");
     let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");

@@ -3,20 +3,22 @@
 mod suite;
 
 use scimgate_store::sqlite::SqliteStore;
-use scimgate_store::{Kind, Load, Store};
+use std::sync::Arc;
 
-async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+use scimgate_store::{EventSource, Kind, Load, Store};
+
+async fn fresh(events: Arc<dyn EventSource>) -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(
         dir.path().join("test.db").to_str().expect("utf-8 path"),
-        suite::describer(),
+        events,
     )
     .await
     .expect("open");
     (store, dir)
 }
 
-store_suite!(fresh());
+store_suite!(fresh);
 
 #[tokio::test]
 async fn data_survives_reopening_and_the_file_is_in_wal_mode() {
@@ -57,7 +59,7 @@ async fn data_survives_reopening_and_the_file_is_in_wal_mode() {
 /// WAL is reused once checkpointed, so it stays near one round's size.
 #[tokio::test]
 async fn the_wal_is_checkpointed_in_the_background() {
-    let (store, dir) = fresh().await;
+    let (store, dir) = fresh(suite::describer()).await;
     let (new, key) = suite::new_connection("wal");
     store
         .create_connection(new.clone(), key)

@@ -1353,6 +1353,89 @@ pub async fn indirect_membership_changes_bump_versions(store: &dyn Store) {
     );
 }
 
+/// A write stores the user's mapped view in the row it writes, computed from what the write's
+/// transaction sees (the user's groups included), so the recompute has nothing to do for it.
+pub async fn writes_store_the_mapped_view(store: &dyn Store) {
+    let (a, ka) = new_connection("mapped");
+    let a = store.create_connection(a, ka).await.expect("create");
+    let view = |name: &str, groups: serde_json::Value| MappedRecord {
+        generation: a.mapping_generation,
+        value: json!({"userName": name, "groups": groups}),
+    };
+    let created = store
+        .create_resource(&a.id, Kind::User, "u", user("ann", "ann@x"))
+        .await
+        .expect("user");
+    assert_eq!(created.resource.mapped, Some(view("ann", json!([]))));
+    let connection_id = a.id.clone();
+    let read = || {
+        let connection_id = connection_id.clone();
+        async move {
+            store
+                .resource(&connection_id, Kind::User, "u", Load::default())
+                .await
+                .expect("read")
+                .expect("user")
+        }
+    };
+    assert_eq!(read().await.mapped, Some(view("ann", json!([]))));
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (1, 1),
+        "nothing left for the recompute"
+    );
+
+    store
+        .create_resource(
+            &a.id,
+            Kind::Group,
+            "g",
+            group("Admins", vec![MemberOp::Add(member("u"))]),
+        )
+        .await
+        .expect("group");
+    let renamed = store
+        .update_resource(&a.id, Kind::User, "u", None, user("anne", "ann@x"))
+        .await
+        .expect("update");
+    assert_eq!(
+        renamed.resource.mapped,
+        Some(view("anne", json!(["Admins"])))
+    );
+    let stored = read().await;
+    assert_eq!(stored.mapped, Some(view("anne", json!(["Admins"]))));
+
+    let again = store
+        .update_resource(&a.id, Kind::User, "u", None, user("anne", "ann@x"))
+        .await
+        .expect("same state again");
+    assert_eq!(again.resource.version, stored.version, "no new version");
+    assert_eq!(read().await, stored, "nothing rewritten");
+}
+
+/// [`describer`] that also gives users a mapped view: their userName and their groups' names.
+pub fn mapper() -> std::sync::Arc<dyn EventSource> {
+    struct Mapper;
+    impl EventSource for Mapper {
+        fn events(&self, effect: Effect<'_>) -> Vec<NewEvent> {
+            describe(effect)
+        }
+        fn mapped_view(
+            &self,
+            connection: &Connection,
+            user: &StoredResource,
+            groups: &[GroupSummary],
+        ) -> Option<MappedRecord> {
+            let names: Vec<_> = groups.iter().map(|g| g.display_name.clone()).collect();
+            Some(MappedRecord {
+                generation: connection.mapping_generation,
+                value: json!({"userName": user.body["userName"], "groups": names}),
+            })
+        }
+    }
+    std::sync::Arc::new(Mapper)
+}
+
 /// The app's side of the outbox, reduced to what the store must get right: the events of an
 /// effect, typed by what happened, naming what they concern.
 pub fn describer() -> std::sync::Arc<dyn EventSource> {
@@ -2159,7 +2242,7 @@ pub async fn events_are_pruned_and_expiring_keys_warned_once(store: &dyn Store) 
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
-        $crate::store_suite!(@cases $make;
+        $crate::store_suite!(@cases $make(suite::describer());
             connection_lifecycle,
             scim_keys_rotate_with_overlap,
             integration_keys,
@@ -2180,6 +2263,7 @@ macro_rules! store_suite {
             concurrent_writes_that_fail_roll_back_alone,
             membership_changes_leave_views_current_when_the_mapping_ignores_groups
         );
+        $crate::store_suite!(@cases $make(suite::mapper()); writes_store_the_mapped_view);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
