@@ -84,6 +84,16 @@ impl SqliteStore {
     }
 }
 
+/// The kind as a literal, never a parameter: SQLite matches a statement against the partial
+/// indexes' `kind = 'User'` by the value bound, and must then prepare it again each time that
+/// parameter is bound, which is every time the statement runs.
+fn kind_is(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "kind = 'User'",
+        Kind::Group => "kind = 'Group'",
+    }
+}
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -405,8 +415,8 @@ impl SqliteStore {
             "SELECT {select} FROM resources WHERE connection_id = "
         ));
         qb.push_bind(connection_id.to_owned())
-            .push(" AND kind = ")
-            .push_bind(kind.as_str());
+            .push(" AND ")
+            .push(kind_is(kind));
         if !include_deleted {
             qb.push(" AND deleted_at IS NULL");
         }
@@ -512,10 +522,10 @@ async fn update_resource_in(
     let at = from_micros(micros(now()));
 
     let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND {} AND id = ? AND deleted_at IS NULL",
+            kind_is(kind)
         ))
         .bind(connection_id)
-        .bind(kind.as_str())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -597,10 +607,10 @@ async fn delete_resource_in(
     expected_version: Option<i64>,
 ) -> StoreResult<()> {
     let row = sqlx::query(&format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND kind = ? AND id = ? AND deleted_at IS NULL"
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE connection_id = ? AND {} AND id = ? AND deleted_at IS NULL",
+            kind_is(kind)
         ))
         .bind(connection_id)
-        .bind(kind.as_str())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -1044,8 +1054,9 @@ impl Store for SqliteStore {
         load: Load,
     ) -> StoreResult<Option<StoredResource>> {
         let row = sqlx::query(&format!(
-            "SELECT {} FROM resources WHERE connection_id = ? AND kind = ? AND id = ?{}",
+            "SELECT {} FROM resources WHERE connection_id = ? AND {} AND id = ?{}",
             columns_for(kind, load),
+            kind_is(kind),
             if load.deleted {
                 ""
             } else {
@@ -1053,7 +1064,6 @@ impl Store for SqliteStore {
             }
         ))
         .bind(connection_id)
-        .bind(kind.as_str())
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
@@ -1229,10 +1239,10 @@ impl Store for SqliteStore {
     }
 
     async fn count_resources(&self, kind: Kind) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM resources WHERE kind = ? AND deleted_at IS NULL",
-        )
-        .bind(kind.as_str())
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM resources WHERE {} AND deleted_at IS NULL",
+            kind_is(kind)
+        ))
         .fetch_one(&self.reader)
         .await?;
         Ok(n as u64)
