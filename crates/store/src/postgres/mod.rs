@@ -53,6 +53,11 @@ impl PgStore {
             // Every statement here is short. Estimates inflated by dead rows made PostgreSQL
             // compile some of them to machine code first: 0.5 s for a claim that finds nothing.
             ("jit", "off".to_owned()),
+            // The statements are written for generic plans (the kind is a literal, ids are
+            // bound as arrays, tables are analyzed as they grow). Left to choose, PostgreSQL
+            // kept planning a lookup by name afresh on every run, because its LIMIT and OFFSET
+            // are parameters: 0.15 ms of planning for 0.06 ms of execution.
+            ("plan_cache_mode", "force_generic_plan".to_owned()),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)

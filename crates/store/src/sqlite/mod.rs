@@ -68,8 +68,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        // Each reader holds its own page cache and prepared statements, and runs on a thread of
+        // its own: more readers than a few cores can keep busy only add memory.
         let reader = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await?;
