@@ -246,6 +246,29 @@ pub struct StoredResource {
 }
 
 impl StoredResource {
+    /// A resource as a create writes it, taking the write's body and mapped view: version 1,
+    /// created and modified `at`. A new user is in no group (members must exist when they are
+    /// added); a new group's members are read back after its rows are written.
+    pub(crate) fn created(
+        id: &str,
+        kind: Kind,
+        at: OffsetDateTime,
+        write: &mut ResourceWrite,
+    ) -> StoredResource {
+        StoredResource {
+            id: id.to_owned(),
+            kind,
+            version: 1,
+            created: at,
+            last_modified: at,
+            body: std::mem::take(&mut write.body),
+            members: None,
+            groups: (kind == Kind::User).then(Vec::new),
+            mapped: write.mapped.take(),
+            deleted_at: None,
+        }
+    }
+
     /// This resource after a write that replaced its body: the next version, modified `at`.
     /// Members and groups are left unloaded.
     pub(crate) fn rewritten(

@@ -917,18 +917,7 @@ impl Store for PgStore {
             lock_memberships(&mut tx, connection_id, MembershipLock::Shared).await?;
         }
         let context = Self::write_context(&mut tx, connection_id, kind, None).await?;
-        let mut resource = StoredResource {
-            id: id.to_owned(),
-            kind,
-            version: 1,
-            created: at,
-            last_modified: at,
-            body: std::mem::take(&mut write.body),
-            members: None,
-            groups: (kind == Kind::User).then(Vec::new),
-            mapped: write.mapped.take(),
-            deleted_at: None,
-        };
+        let mut resource = StoredResource::created(id, kind, at, &mut write);
         if let Some(context) = &context {
             context.map(&*self.events, &mut resource);
         }

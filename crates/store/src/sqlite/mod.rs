@@ -458,18 +458,7 @@ async fn create_resource_in(
 ) -> StoreResult<WriteOutcome> {
     let at = from_micros(micros(now()));
     let context = write_context(&mut tx, connection_id, kind, None).await?;
-    let mut resource = StoredResource {
-        id: id.to_owned(),
-        kind,
-        version: 1,
-        created: at,
-        last_modified: at,
-        body: std::mem::take(&mut write.body),
-        members: None,
-        groups: (kind == Kind::User).then(Vec::new),
-        mapped: write.mapped.take(),
-        deleted_at: None,
-    };
+    let mut resource = StoredResource::created(id, kind, at, &mut write);
     if let Some(context) = &context {
         context.map(events, &mut resource);
     }
