@@ -111,6 +111,17 @@ fn leaf(canonical: &str, op: CompareOp, value: &CompValue, kind: Kind) -> Option
     }
 }
 
+/// The kind test, written into the SQL rather than bound. Only a literal lets the planner prove
+/// that the partial indexes (`kind = 'User'`) apply: PostgreSQL before it has statistics, and
+/// SQLite at all without preparing the statement again each time the parameter is bound, which
+/// is every time it runs.
+pub(crate) fn kind_is(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "kind = 'User'",
+        Kind::Group => "kind = 'Group'",
+    }
+}
+
 /// The case folding used for every case-insensitive index, on both sides of a comparison.
 pub fn fold(s: &str) -> String {
     s.to_lowercase()

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::events::*;
 use crate::model::*;
 use crate::paging::{page_in_memory, total_from_page, Cursor};
-use crate::plan::{fold, from_micros, micros, Indexed, Plan};
+use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
@@ -312,8 +312,6 @@ where
 }
 
 impl PgStore {
-    /// Emits the events of a create or change, with the connection and a user's groups as
-    /// this transaction sees them.
     /// Reads what the write's mapped view and events need; `None` when the connection is gone.
     async fn write_context(
         tx: &mut Transaction<'_, Postgres>,
@@ -542,11 +540,9 @@ impl PgStore {
         include_deleted: bool,
     ) -> QueryBuilder<'a, Postgres> {
         let mut qb = QueryBuilder::new(head);
-        // The kind is written into the SQL, not bound: only then can the planner prove that the
-        // partial unique index on users' names applies, and pick it even before the table
-        // has statistics. `Kind::as_str` is one of two fixed words.
         qb.push_bind(connection_id.to_owned())
-            .push(format!(" AND kind = '{}'", kind.as_str()));
+            .push(" AND ")
+            .push(kind_is(kind));
         if !include_deleted {
             qb.push(" AND deleted_at IS NULL");
         }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::events::*;
 use crate::model::*;
 use crate::paging::{page_in_memory, total_from_page, Cursor};
-use crate::plan::{fold, from_micros, micros, Indexed, Plan};
+use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod checkpoint;
@@ -83,16 +83,6 @@ impl SqliteStore {
             reader,
             events,
         })
-    }
-}
-
-/// The kind as a literal, never a parameter: SQLite matches a statement against the partial
-/// indexes' `kind = 'User'` by the value bound, and must then prepare it again each time that
-/// parameter is bound, which is every time the statement runs.
-fn kind_is(kind: Kind) -> &'static str {
-    match kind {
-        Kind::User => "kind = 'User'",
-        Kind::Group => "kind = 'Group'",
     }
 }
 
@@ -429,8 +419,6 @@ impl SqliteStore {
     }
 }
 
-/// Emits the events of a create or change, with the connection and a user's groups as
-/// this transaction sees them.
 /// Reads what the write's mapped view and events need; `None` when the connection is gone.
 async fn write_context(
     tx: &mut Transaction<'_, Sqlite>,
