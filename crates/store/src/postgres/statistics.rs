@@ -45,7 +45,7 @@ impl Statistics {
                     _ = tick.tick() => {
                         if let Err(e) = maintain(&options, &mut conn).await {
                             conn = None;
-                            tracing::warn!(error = %e, "could not refresh planner statistics; retrying");
+                            tracing::warn!(error = %e, "could not analyze or vacuum; retrying");
                         }
                     }
                 }
@@ -72,10 +72,10 @@ async fn maintain(
             conn.insert(fresh)
         }
     };
-    analyze_grown_tables(conn).await
+    vacuum_and_analyze_due_tables(conn).await
 }
 
-async fn analyze_grown_tables(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+async fn vacuum_and_analyze_due_tables(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     // `reltuples` is what the last ANALYZE (or VACUUM) saw, -1 before the first one.
     let due: Vec<String> = sqlx::query_scalar(
         "WITH t AS (SELECT s.schemaname, s.relname, \
