@@ -16,6 +16,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::request_log::RequestLog;
+use crate::scim::key_cache::ScimKeyCache;
 use crate::webhooks::WebhookSettings;
 use crate::{management, ops, scim};
 
@@ -49,6 +50,7 @@ pub struct AppState {
     pub integration_key: Option<String>,
     pub request_log: RequestLog,
     pub scim_rate_limit: ScimRateLimit,
+    pub scim_keys: ScimKeyCache,
     /// Groups with more members than this answer PATCH without `members`.
     pub patch_response_member_limit: u64,
     /// How long users deleted through SCIM stay readable in the directory API.
@@ -78,6 +80,8 @@ pub struct Settings {
     pub integration_key: Option<String>,
     pub max_body_bytes: usize,
     pub scim_rate_limit: u32,
+    /// How long a resolved SCIM key is trusted without reading it again (zero: always read).
+    pub scim_key_cache_ttl: std::time::Duration,
     pub patch_response_member_limit: u64,
     pub deleted_user_retention_days: u32,
     pub event_retention_days: u32,
@@ -156,6 +160,7 @@ impl Server {
             integration_key: settings.integration_key,
             request_log,
             scim_rate_limit: ScimRateLimit::per_second(settings.scim_rate_limit),
+            scim_keys: ScimKeyCache::new(settings.scim_key_cache_ttl),
             patch_response_member_limit: settings.patch_response_member_limit,
             deleted_user_retention: time::Duration::days(i64::from(
                 settings.deleted_user_retention_days,

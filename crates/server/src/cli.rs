@@ -62,6 +62,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         integration_key: args.integration_key.clone(),
         max_body_bytes: args.max_body_bytes,
         scim_rate_limit: args.scim_rate_limit,
+        scim_key_cache_ttl: std::time::Duration::from_millis(args.scim_key_cache_ms),
         patch_response_member_limit: args.patch_response_member_limit,
         deleted_user_retention_days: args.deleted_user_retention_days,
         event_retention_days: args.event_retention_days,

@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// Sustained SCIM requests per second allowed per connection (bursts of twice that).
     #[arg(long, env = "SCIMGATE_SCIM_RATE_LIMIT", default_value_t = 200)]
     pub scim_rate_limit: u32,
+    /// Milliseconds a SCIM API key, once read, is trusted without reading it again (0: read it
+    /// on every request). Changes made through this process take effect at once; this bounds
+    /// how long another process sharing the database takes to see a revoked key or a disabled
+    /// connection.
+    #[arg(long, env = "SCIMGATE_SCIM_KEY_CACHE_MS", default_value_t = 1000)]
+    pub scim_key_cache_ms: u64,
     /// Groups with more members than this answer PATCH without `members` (read them with GET).
     #[arg(
         long,

@@ -122,6 +122,72 @@ async fn two_instances_on_one_database_behave_as_one_service() {
     assert_eq!(list["totalResults"], 25, "one user per raced name");
 }
 
+/// Each process trusts a SCIM key it has read for `--scim-key-cache-ms`. A key reset takes
+/// effect at once in the process that made it, and in the other one within that time.
+#[tokio::test]
+async fn a_revoked_key_stops_at_once_where_revoked_and_within_the_cache_time_elsewhere() {
+    const CACHE: Duration = Duration::from_millis(3000);
+    let db = TempPostgres::create().await.expect("database");
+    let cache_ms = CACHE.as_millis().to_string();
+    let args = ["--scim-rate-limit", "0", "--scim-key-cache-ms", &cache_ms];
+    let (a, b) = tokio::join!(
+        spawn_scimgate(&db.url, &args),
+        spawn_scimgate(&db.url, &args)
+    );
+    let template = connection_on(&a.base, "revoked").await;
+    let (via_a, via_b) = (on(&template, &a.base), on(&template, &b.base));
+    assert_eq!(via_a.get("/Users").await.0, 200);
+    assert_eq!(via_b.get("/Users").await.0, 200);
+
+    let reset = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/connections/{}/scim-api-key",
+            a.base, template.id
+        ))
+        .bearer_auth(INTEGRATION_KEY)
+        .json(&json!({"previous_key_valid_for_seconds": 0}))
+        .send()
+        .await
+        .expect("send");
+    let revoked_at = Instant::now();
+    assert_eq!(reset.status(), 200);
+    let new_key: Value = reset.json().await.expect("json");
+    let renewed = |via: &Connection| Connection {
+        key: new_key["scim_api_key"].as_str().expect("key").to_owned(),
+        ..via.clone()
+    };
+
+    assert_eq!(
+        via_a.get("/Users").await.0,
+        401,
+        "refused at once where revoked"
+    );
+    assert_eq!(
+        via_b.get("/Users").await.0,
+        200,
+        "the other process still trusts what it read (so this test exercises its cache)"
+    );
+    assert_eq!(
+        renewed(&via_b).get("/Users").await.0,
+        200,
+        "a new key works at once everywhere"
+    );
+    loop {
+        let (status, body) = via_b.get("/Users").await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            revoked_at.elapsed() < CACHE + Duration::from_millis(500),
+            "the other process still accepted the revoked key after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(renewed(&via_a).get("/Users").await.0, 200);
+}
+
 /// A TCP relay to PostgreSQL that a test can cut and restore.
 struct Relay {
     port: u16,

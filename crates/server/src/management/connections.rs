@@ -98,6 +98,7 @@ pub(crate) async fn issue_scim_key(
         )
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
+    state.scim_keys.invalidate();
     warn_if_expiring(state).await;
     Ok((key, connection))
 }
@@ -514,6 +515,7 @@ pub async fn update(
         .update_connection(&id, update)
         .await?
         .ok_or(ApiError::NotFound("connection"))?;
+    state.scim_keys.invalidate();
     let mut view = ConnectionView::new(&state.public_url, &connection);
     view.mapping_status = Some(mapping_status(&state, &connection.id).await?);
     Ok(Json(view))
@@ -567,6 +569,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_connection(&id).await? {
+        state.scim_keys.invalidate();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("connection"))

@@ -2,6 +2,7 @@
 
 mod discovery;
 mod groups;
+pub mod key_cache;
 mod list;
 pub mod render;
 mod resources;
@@ -24,7 +25,7 @@ use response::{ScimFailure, ScimResult};
 /// The authenticated connection of a SCIM request.
 #[derive(Clone)]
 pub struct ScimContext {
-    pub connection: Connection,
+    pub connection: Arc<Connection>,
     /// `{public_url}/scim/v2/{connection_id}`.
     pub base_url: String,
 }
@@ -100,8 +101,8 @@ async fn authenticate(
         )
     })?;
     let record = state
-        .store
-        .scim_key(&secrets::hash(token))
+        .scim_keys
+        .resolve(state.store.as_ref(), &secrets::hash(token))
         .await?
         .ok_or_else(invalid)?;
     if record.connection.id != connection_id {
@@ -117,7 +118,7 @@ async fn authenticate(
             "this SCIM API key has expired; ask the application for a new one"
         }));
     }
-    let connection = record.connection;
+    let connection = record.connection.clone();
     if connection.status == ConnectionStatus::Disabled {
         return Err(ScimFailure::status(
             403,

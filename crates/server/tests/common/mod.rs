@@ -167,6 +167,7 @@ impl TestServer {
             integration_key: Some(INTEGRATION_KEY.into()),
             max_body_bytes: options.max_body_bytes,
             scim_rate_limit: options.scim_rate_limit,
+            scim_key_cache_ttl: std::time::Duration::from_millis(1000),
             patch_response_member_limit: options.patch_response_member_limit,
             deleted_user_retention_days: 30,
             event_retention_days: 30,
