@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -15,11 +15,21 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
+    /// The share of the machine's CPU time that was busy (anyone's), from 0 to 1.
+    pub machine_busy: Option<f64>,
+    /// CPU time the server under test spent (user and system), if it is being watched.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Stats {
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The server's CPU time per operation, in microseconds.
+    pub fn server_cpu_per_op_us(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
@@ -31,6 +41,48 @@ impl Stats {
     }
 }
 
+/// The server under test, whose CPU time every scenario from now on records.
+static SERVER_PID: OnceLock<u32> = OnceLock::new();
+
+pub fn watch_server(pid: u32) {
+    let _ = SERVER_PID.set(pid);
+}
+
+/// Linux reports CPU times in clock ticks of `USER_HZ`, which is 100 on every architecture.
+const TICK: Duration = Duration::from_millis(10);
+
+/// The machine's (busy, total) CPU ticks since boot, over all cores (Linux `/proc/stat`).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    // idle and iowait
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The user and system CPU time a process has used (Linux `/proc/PID/stat`).
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(TICK * u32::try_from(ticks).ok()?)
+}
+
+fn server_cpu() -> Option<Duration> {
+    process_cpu(*SERVER_PID.get()?)
+}
+
 /// Runs `op(0..count)` on `concurrency` workers.
 pub async fn run<F, Fut>(name: &str, concurrency: usize, count: u64, op: F) -> Stats
 where
@@ -39,6 +91,7 @@ where
 {
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
+    let (machine_before, server_before) = (machine_ticks(), server_cpu());
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
@@ -71,6 +124,8 @@ where
         first_error: None,
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(count as usize),
+        machine_busy: None,
+        server_cpu: None,
     };
     for worker in workers {
         match worker.await {
@@ -90,6 +145,15 @@ where
         }
     }
     stats.elapsed = started.elapsed();
+    stats.machine_busy =
+        machine_before
+            .zip(machine_ticks())
+            .and_then(|((busy0, total0), (busy1, total1))| {
+                (total1 > total0).then(|| (busy1 - busy0) as f64 / (total1 - total0) as f64)
+            });
+    stats.server_cpu = server_before
+        .zip(server_cpu())
+        .map(|(before, after)| after.saturating_sub(before));
     stats.ops = stats.latencies.len() as u64;
     stats.latencies.sort_unstable();
     stats

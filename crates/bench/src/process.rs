@@ -74,6 +74,7 @@ impl Scimgate {
                 None => Stdio::null(),
             })
             .spawn()?;
+        crate::driver::watch_server(child.id());
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while client

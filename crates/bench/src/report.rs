@@ -68,12 +68,21 @@ impl Report {
     pub fn print(&self) {
         println!("scimgate-bench {}", self.args);
         println!(
-            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18}",
-            "scenario", "ops", "ops/s", "p50 ms", "p99 ms", "max ms", "errors", "vs ceiling"
+            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18} {:>9} {:>12}",
+            "scenario",
+            "ops",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+            "vs ceiling",
+            "CPU busy",
+            "server µs/op"
         );
         let line = |s: &Stats, ratio: String| {
             println!(
-                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18}",
+                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18} {:>9} {:>12}",
                 s.name,
                 s.ops,
                 s.per_second(),
@@ -81,7 +90,11 @@ impl Report {
                 ms(s.percentile(0.99)),
                 ms(s.percentile(1.0)),
                 s.errors,
-                ratio
+                ratio,
+                s.machine_busy
+                    .map_or(String::new(), |b| format!("{:.0} %", b * 100.0)),
+                s.server_cpu_per_op_us()
+                    .map_or(String::new(), |us| format!("{us:.0}"))
             );
             if let Some(e) = &s.first_error {
                 println!("    first error: {e}");
@@ -128,6 +141,7 @@ impl Report {
                 "name": s.name, "ops": s.ops, "errors": s.errors, "first_error": s.first_error,
                 "seconds": s.elapsed.as_secs_f64(), "per_second": s.per_second(),
                 "p50_ms": ms(s.percentile(0.5)), "p99_ms": ms(s.percentile(0.99)), "max_ms": ms(s.percentile(1.0)),
+                "machine_cpu_busy": s.machine_busy, "server_cpu_us_per_op": s.server_cpu_per_op_us(),
             })
         };
         let scenarios: Vec<Value> = self
