@@ -11,6 +11,7 @@ pub mod model;
 pub mod paging;
 pub mod plan;
 pub mod postgres;
+mod reuse;
 pub mod sqlite;
 pub mod testing;
 

@@ -18,6 +18,7 @@ use crate::events::*;
 use crate::model::*;
 use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
+use crate::reuse::ReusingPool;
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
@@ -34,9 +35,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const POOL_SIZE: u32 = 16;
 
 pub struct PgStore {
+    /// For transactions.
     pool: PgPool,
+    /// For statements of their own, outside any transaction.
+    statements: ReusingPool<Postgres>,
     events: Arc<dyn EventSource>,
     _statistics: statistics::Statistics,
 }
@@ -60,7 +65,7 @@ impl PgStore {
             ("plan_cache_mode", "force_generic_plan".to_owned()),
         ]);
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_SIZE)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
@@ -78,6 +83,8 @@ impl PgStore {
         }
         Ok(PgStore {
             _statistics: statistics::Statistics::start(options),
+            // Half of the connections at most, so that transactions always find one.
+            statements: ReusingPool::new(pool.clone(), POOL_SIZE as usize / 2),
             pool,
             events,
         })
@@ -336,7 +343,7 @@ impl PgStore {
         load: Load,
     ) -> StoreResult<()> {
         if load.members && resource.kind == Kind::Group {
-            resource.members = Some(load_members(&self.pool, seq).await?);
+            resource.members = Some(load_members(&self.statements, seq).await?);
         }
         Ok(())
     }
@@ -556,7 +563,7 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.statements).await?;
         Ok(())
     }
 
@@ -620,7 +627,7 @@ impl Store for PgStore {
             "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         row.as_ref().map(connection_from_row).transpose()
     }
@@ -630,7 +637,7 @@ impl Store for PgStore {
             "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.customer_id = $1"
         ))
         .bind(customer_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         row.as_ref().map(connection_from_row).transpose()
     }
@@ -645,7 +652,7 @@ impl Store for PgStore {
         ))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         rows.iter().map(connection_from_row).collect()
     }
@@ -747,7 +754,7 @@ impl Store for PgStore {
 
     async fn count_connections(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM connections")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.statements)
             .await?;
         Ok(n as u64)
     }
@@ -814,7 +821,7 @@ impl Store for PgStore {
              FROM scim_keys k JOIN connections c ON c.id = k.connection_id WHERE k.hash = $1"
         ))
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         row.map(|r| {
             Ok(ScimKeyRecord {
@@ -856,7 +863,7 @@ impl Store for PgStore {
         .bind(&key.name)
         .bind(hash)
         .bind(micros(key.created_at))
-        .execute(&self.pool)
+        .execute(&self.statements)
         .await?;
         Ok(key)
     }
@@ -865,7 +872,7 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "SELECT id, name, created_at, revoked_at FROM integration_keys ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         rows.iter()
             .map(|r| {
@@ -885,7 +892,7 @@ impl Store for PgStore {
         )
         .bind(micros(now()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.statements)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -895,7 +902,7 @@ impl Store for PgStore {
             "SELECT 1 FROM integration_keys WHERE hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         Ok(found.is_some())
     }
@@ -979,7 +986,7 @@ impl Store for PgStore {
         .bind(connection_id)
         .bind(kind.as_str())
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let (seq, mut resource) = resource_from_row(&row)?;
@@ -1251,7 +1258,7 @@ impl Store for PgStore {
             if offset > 0 {
                 qb.push(") ORDER BY seq");
             }
-            let rows = qb.build().fetch_all(&self.pool).await?;
+            let rows = qb.build().fetch_all(&self.statements).await?;
             let has_more = rows.len() as u64 > query.count;
             let total = match total_from_page(&query.start, offset, rows.len() as u64, query.count)
             {
@@ -1265,7 +1272,7 @@ impl Store for PgStore {
                         query.load.deleted,
                     )
                     .build_query_scalar()
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.statements)
                     .await?;
                     total as u64
                 }
@@ -1301,7 +1308,7 @@ impl Store for PgStore {
             query.load.deleted,
         );
         qb.push(" ORDER BY seq");
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.statements).await?;
         let mut candidates = Vec::with_capacity(rows.len());
         for row in &rows {
             let (seq, mut resource) = resource_from_row(row)?;
@@ -1323,7 +1330,7 @@ impl Store for PgStore {
             )
             .bind(connection_id)
             .bind(chunk)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.statements)
             .await?;
             for row in rows {
                 found.insert(
@@ -1340,7 +1347,7 @@ impl Store for PgStore {
             "SELECT count(*) FROM resources WHERE kind = $1 AND deleted_at IS NULL",
         )
         .bind(kind.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.statements)
         .await?;
         Ok(n as u64)
     }
@@ -1364,7 +1371,7 @@ impl Store for PgStore {
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.statements)
             .await?;
         let mut stale = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -1419,7 +1426,7 @@ impl Store for PgStore {
             .bind(connection_id)
             .bind(connection_id)
             .bind(group_id)
-            .execute(&self.pool)
+            .execute(&self.statements)
             .await?;
         Ok(())
     }
@@ -1427,7 +1434,7 @@ impl Store for PgStore {
     async fn mapping_progress(&self, connection_id: &str) -> StoreResult<(u64, u64)> {
         let row = sqlx::query("SELECT count(*) AS total, coalesce(sum(CASE WHEN r.mapped_generation >= c.mapping_generation THEN 1 ELSE 0 END), 0)::BIGINT AS current FROM resources r JOIN connections c ON c.id = r.connection_id WHERE r.connection_id = $1 AND r.kind = 'User' AND r.deleted_at IS NULL")
             .bind(connection_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.statements)
             .await?;
         let total: i64 = row.try_get("total")?;
         let current: i64 = row.try_get("current")?;
@@ -1438,7 +1445,7 @@ impl Store for PgStore {
         let done =
             sqlx::query("DELETE FROM resources WHERE deleted_at IS NOT NULL AND deleted_at < $1")
                 .bind(micros(before))
-                .execute(&self.pool)
+                .execute(&self.statements)
                 .await?;
         Ok(done.rows_affected())
     }
@@ -1450,7 +1457,7 @@ impl Store for PgStore {
         )
         .bind(connection_id)
         .bind(group_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.statements)
         .await?;
         Ok(n as u64)
     }
@@ -1581,7 +1588,7 @@ impl Store for PgStore {
         )
         .bind(connection_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         rows.into_iter()
             .map(|(text,)| {

@@ -212,13 +212,13 @@ impl PgStore {
         }
         qb.push(" ORDER BY e.sequence LIMIT ")
             .push_bind(i64::from(query.limit));
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.statements).await?;
         rows.iter().map(event_from_row).collect()
     }
 
     pub(super) async fn max_sequence(&self) -> StoreResult<i64> {
         let last: i64 = sqlx::query_scalar("SELECT last FROM event_sequencer WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.statements)
             .await?;
         Ok(last)
     }
@@ -308,7 +308,7 @@ impl PgStore {
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints w WHERE w.id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         row.as_ref().map(endpoint_from_row).transpose()
     }
@@ -317,7 +317,7 @@ impl PgStore {
         let rows = sqlx::query(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints w ORDER BY w.created_at, w.id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         rows.iter().map(endpoint_from_row).collect()
     }
@@ -392,7 +392,7 @@ impl PgStore {
         let behind: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM webhook_endpoints WHERE fanned_out_through < (SELECT last FROM event_sequencer WHERE id = 1) LIMIT 1",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         if behind.is_none() {
             return Ok(0);
@@ -638,7 +638,7 @@ impl PgStore {
         .bind(endpoint_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -663,7 +663,7 @@ impl PgStore {
             .bind(endpoint_id)
             .bind(first.id)
             .bind(last.id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.statements)
             .await?;
             for row in &rows {
                 let attempt = Attempt {

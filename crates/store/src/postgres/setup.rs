@@ -53,7 +53,7 @@ impl PgStore {
             "SELECT {LINK_COLUMNS} FROM setup_links WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.statements)
         .await?;
         row.as_ref().map(link_from_row).transpose()
     }
@@ -66,7 +66,7 @@ impl PgStore {
             "SELECT {LINK_COLUMNS} FROM setup_links WHERE connection_id = $1 ORDER BY created_at DESC, id"
         ))
         .bind(connection_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.statements)
         .await?;
         rows.iter().map(link_from_row).collect()
     }

@@ -28,6 +28,12 @@ use std::sync::Arc;
 
 use checkpoint::Checkpointer;
 use commit::GroupCommit;
+
+use crate::reuse::ReusingPool;
+
+/// Each reader holds its own page cache and prepared statements, and runs on a thread of its
+/// own: more readers than a few cores can keep busy only add memory.
+const READERS: u32 = 4;
 use outbox::{connection_in, group_summaries, insert_events};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -36,7 +42,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// SCIM resource writes, batched into shared commits on `writer`.
     commits: GroupCommit,
-    reader: SqlitePool,
+    reader: ReusingPool<Sqlite>,
     events: Arc<dyn EventSource>,
     _checkpointer: Checkpointer,
 }
@@ -68,10 +74,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
-        // Each reader holds its own page cache and prepared statements, and runs on a thread of
-        // its own: more readers than a few cores can keep busy only add memory.
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(READERS)
             .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await?;
@@ -80,7 +84,7 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             commits: GroupCommit::start(writer.clone()),
             writer,
-            reader,
+            reader: ReusingPool::new(reader, READERS as usize),
             events,
         })
     }
