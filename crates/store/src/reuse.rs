@@ -166,3 +166,87 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sqlx::Sqlite;
+
+    use super::*;
+
+    async fn pool(dir: &tempfile::TempDir, size: u32) -> ReusingPool<Sqlite> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("reuse.db"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(size)
+            .connect_with(options)
+            .await
+            .expect("pool");
+        ReusingPool::new(pool, size as usize)
+    }
+
+    fn kept(pool: &ReusingPool<Sqlite>) -> usize {
+        pool.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_completed_statement_keeps_its_connection_and_a_failed_one_returns_it_to_sqlx() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pool = pool(&dir, 2).await;
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .expect("select");
+        assert_eq!(one, 1);
+        assert_eq!(kept(&pool), 1, "kept for the next statement");
+        assert_eq!(pool.pool().num_idle(), 0, "not given back to sqlx");
+
+        let failed = sqlx::query("SELECT * FROM no_such_table")
+            .fetch_all(&pool)
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(
+            kept(&pool),
+            0,
+            "a failed statement's connection is not kept"
+        );
+        // sqlx tests it in a task of its own, then takes it back.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.pool().num_idle() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "sqlx never took the connection back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let rows = sqlx::query("SELECT 1 UNION ALL SELECT 2")
+            .fetch_all(&pool)
+            .await
+            .expect("the pool still works");
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn no_more_connections_than_its_size_are_out_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pool = pool(&dir, 2).await;
+        let statements = (0..20).map(|i| {
+            sqlx::query_scalar::<_, i64>("SELECT ?")
+                .bind(i)
+                .fetch_one(&pool)
+        });
+        let got = futures::future::try_join_all(statements)
+            .await
+            .expect("every statement ran");
+        assert_eq!(got, (0..20).collect::<Vec<i64>>());
+        assert!(kept(&pool) <= 2);
+        assert_eq!(
+            pool.permits.available_permits(),
+            2,
+            "every place was given back"
+        );
+    }
+}
