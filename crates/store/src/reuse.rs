@@ -33,11 +33,6 @@ impl<DB: Database> ReusingPool<DB> {
         }
     }
 
-    /// The underlying pool, for transactions and other uses that hold a connection longer.
-    pub fn pool(&self) -> &Pool<DB> {
-        &self.pool
-    }
-
     async fn lease(&self) -> Result<Lease<'_, DB>, Error> {
         // Waiting for a place is bounded like waiting for sqlx's own, so a database that stopped
         // answering still fails requests fast instead of queueing them.
@@ -202,7 +197,7 @@ mod tests {
             .expect("select");
         assert_eq!(one, 1);
         assert_eq!(kept(&pool), 1, "kept for the next statement");
-        assert_eq!(pool.pool().num_idle(), 0, "not given back to sqlx");
+        assert_eq!(pool.pool.num_idle(), 0, "not given back to sqlx");
 
         let failed = sqlx::query("SELECT * FROM no_such_table")
             .fetch_all(&pool)
@@ -215,7 +210,7 @@ mod tests {
         );
         // sqlx tests it in a task of its own, then takes it back.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while pool.pool().num_idle() == 0 {
+        while pool.pool.num_idle() == 0 {
             assert!(
                 Instant::now() < deadline,
                 "sqlx never took the connection back"

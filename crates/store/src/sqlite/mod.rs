@@ -28,13 +28,13 @@ use std::sync::Arc;
 
 use checkpoint::Checkpointer;
 use commit::GroupCommit;
+use outbox::{connection_in, group_summaries, insert_events};
 
 use crate::reuse::ReusingPool;
 
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its
 /// own: more readers than a few cores can keep busy only add memory.
 const READERS: u32 = 4;
-use outbox::{connection_in, group_summaries, insert_events};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
