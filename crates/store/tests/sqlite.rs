@@ -86,3 +86,78 @@ async fn the_wal_is_checkpointed_in_the_background() {
         "the WAL holds {wal} bytes: about 10 MB were written, so it was not checkpointed"
     );
 }
+
+/// A user create sends its row, emails and events to SQLite together, in a savepoint of its
+/// own: when a statement after the row's fails, the row goes with it, and the writes that shared
+/// its commit still land. A trigger refuses one email, so the failure comes after the insert.
+#[tokio::test]
+async fn a_create_that_fails_after_its_row_leaves_nothing_and_its_batch_lands() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+
+    let (store, dir) = fresh(suite::describer()).await;
+    let (new, key) = suite::new_connection("refusing");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let mut raw = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
+        "sqlite://{}",
+        dir.path().join("test.db").display()
+    ))
+    .expect("url")
+    .connect()
+    .await
+    .expect("raw connection");
+    sqlx::query(
+        "CREATE TRIGGER refuse_email BEFORE INSERT ON resource_emails \
+         WHEN NEW.value_lower = 'refused@x.org' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .expect("trigger");
+    raw.close().await.expect("close");
+
+    let store = &store;
+    let id = &c.id;
+    let writes = (0..20).map(|i| async move {
+        let (name, email) = if i == 10 {
+            ("refused".to_owned(), "refused@x.org".to_owned())
+        } else {
+            (format!("ok-{i}"), format!("ok-{i}@x.org"))
+        };
+        let result = store
+            .create_resource(id, Kind::User, &name, suite::user(&name, &email))
+            .await;
+        (name, result)
+    });
+    for (name, result) in futures::future::join_all(writes).await {
+        match (name.as_str(), result) {
+            ("refused", Err(e)) => assert!(e.to_string().contains("refused by the test"), "{e}"),
+            ("refused", Ok(_)) => panic!("the trigger must refuse the write"),
+            (_, result) => {
+                result.unwrap_or_else(|e| panic!("{name} shares the batch and must land: {e}"));
+            }
+        }
+    }
+    let refused = store
+        .resource(id, Kind::User, "refused", Load::default())
+        .await
+        .expect("read");
+    assert!(refused.is_none(), "the refused user's row was rolled back");
+    for i in (0..20).filter(|i| *i != 10) {
+        let user = store
+            .resource(id, Kind::User, &format!("ok-{i}"), Load::default())
+            .await
+            .expect("read");
+        assert!(user.is_some(), "ok-{i} landed");
+    }
+    let events = suite::events_after(store, 0).await;
+    let created: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event_type == "user.created")
+        .filter_map(|e| e.data["id"].as_str())
+        .collect();
+    assert_eq!(created.len(), 19, "one event per landed user: {created:?}");
+    assert!(
+        !created.contains(&"refused"),
+        "no event for the refused user"
+    );
+}

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{StoreError, StoreResult};
@@ -16,8 +16,7 @@ use crate::{StoreError, StoreResult};
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Hands a write its outcome once its batch's commit is known (`Err` carries why it failed).
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job =
-    Box<dyn for<'b> FnOnce(&'b mut Transaction<'static, Sqlite>) -> BoxFuture<'b, Deliver> + Send>;
+type Job = Box<dyn for<'b> FnOnce(&'b mut SqliteConnection) -> BoxFuture<'b, Deliver> + Send>;
 
 /// The most writes one commit carries: enough to amortise the fsync, few enough that the first
 /// write of a batch is not kept waiting long.
@@ -51,13 +50,31 @@ impl GroupCommit {
             + Send
             + 'static,
     {
+        self.write_atomic(move |batch| {
+            Box::pin(async move {
+                let savepoint = batch.begin().await?;
+                work(savepoint).await
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` straight on the batch's transaction and returns its result once the batch
+    /// is committed. Each statement is a round trip to SQLite's thread, so a hot write that
+    /// sends its statements together saves the two of a savepoint; in exchange it must leave
+    /// the transaction as it found it when it fails: one statement, or statements inside a
+    /// savepoint of its own that it rolls back.
+    pub async fn write_atomic<T, W>(&self, work: W) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
         let (answer, outcome) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |batch| {
             Box::pin(async move {
-                let result = match batch.begin().await {
-                    Ok(savepoint) => work(savepoint).await,
-                    Err(e) => Err(e.into()),
-                };
+                let result = work(batch).await;
                 Box::new(move |committed: Result<(), String>| {
                     let outcome = match committed {
                         Ok(()) => result,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
 use crate::events::*;
@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use checkpoint::Checkpointer;
 use commit::GroupCommit;
-use outbox::{connection_in, group_summaries, insert_events};
+use outbox::{
+    connection_in, group_summaries, insert_events, push_events_insert, EVENTS_PER_STATEMENT,
+};
 
 use crate::reuse::ReusingPool;
 
@@ -261,13 +263,15 @@ impl SqliteStore {
                 .execute(&mut **tx)
                 .await?;
         }
-        for email in &write.indexed.emails {
-            sqlx::query("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) VALUES (?, ?, ?)")
-                .bind(seq)
-                .bind(connection_id)
-                .bind(fold(email))
-                .execute(&mut **tx)
-                .await?;
+        if !write.indexed.emails.is_empty() {
+            let mut insert = QueryBuilder::new("");
+            push_emails_insert(
+                &mut insert,
+                connection_id,
+                RowsOf::Seq(seq),
+                &write.indexed.emails,
+            );
+            insert.build().execute(&mut **tx).await?;
         }
         let mut delta = MemberDelta::default();
         for run in MemberRun::of(&write.members) {
@@ -440,6 +444,130 @@ async fn write_context(
     Ok(Some(WriteContext { connection, groups }))
 }
 
+/// Appends the `INSERT` of a new resource's row to `qb`.
+fn push_resource_insert(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    connection_id: &str,
+    indexed: &IndexedFields,
+    resource: &StoredResource,
+) {
+    qb.push(
+        "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) VALUES (",
+    );
+    let mut values = qb.separated(", ");
+    values
+        .push_bind(connection_id.to_owned())
+        .push_bind(resource.kind.as_str())
+        .push_bind(resource.id.clone())
+        .push_bind(indexed.name.as_deref().map(fold))
+        .push_bind(indexed.external_id.clone())
+        .push_bind(indexed.active.map(i64::from))
+        .push_bind(resource.version)
+        .push_bind(micros(resource.created))
+        .push_bind(micros(resource.last_modified))
+        .push_bind(resource.body.to_string())
+        .push_bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
+        .push_bind(resource.mapped.as_ref().map_or(0, |m| m.generation));
+    qb.push(")");
+}
+
+/// Which resource a statement's rows belong to: its seq, or (within the statement that
+/// creates it) its id.
+enum RowsOf<'a> {
+    Seq(i64),
+    Id(&'a str),
+}
+
+/// Appends one `INSERT` of a user's emails, folded, to `qb`; nothing when there are none.
+fn push_emails_insert(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    connection_id: &str,
+    of: RowsOf<'_>,
+    emails: &[String],
+) {
+    if emails.is_empty() {
+        return;
+    }
+    qb.push("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) SELECT ");
+    match of {
+        RowsOf::Seq(seq) => {
+            qb.push_bind(seq);
+        }
+        RowsOf::Id(id) => {
+            qb.push("(SELECT seq FROM resources WHERE connection_id = ")
+                .push_bind(connection_id.to_owned())
+                .push(" AND id = ")
+                .push_bind(id.to_owned())
+                .push(")");
+        }
+    }
+    qb.push(", ")
+        .push_bind(connection_id.to_owned())
+        .push(", column1 FROM (VALUES ");
+    let mut rows = qb.separated(", ");
+    for email in emails {
+        rows.push("(")
+            .push_bind_unseparated(fold(email))
+            .push_unseparated(")");
+    }
+    qb.push(")");
+}
+
+/// A new user (one without members, as every SCIM user is) in two round trips to SQLite's
+/// thread instead of seven: the connection is read, then the row, its emails and its events go
+/// as one batch of statements inside a savepoint of its own. Creates are the bulk of an initial
+/// sync, and the writer's round trips, not SQLite, were their cost.
+async fn create_user_in(
+    conn: &mut SqliteConnection,
+    events: &dyn EventSource,
+    connection_id: &str,
+    id: &str,
+    mut write: ResourceWrite,
+) -> StoreResult<WriteOutcome> {
+    let at = from_micros(micros(now()));
+    let context = connection_in(conn, connection_id)
+        .await?
+        .map(|connection| WriteContext {
+            connection,
+            groups: Vec::new(),
+        });
+    let mut resource = StoredResource::created(id, Kind::User, at, &mut write);
+    let mut new_events = Vec::new();
+    if let Some(context) = &context {
+        context.map(events, &mut resource);
+        new_events = context.events(events, None, &resource, &MemberDelta::default());
+    }
+    let mut statements = QueryBuilder::new("SAVEPOINT create_user; ");
+    push_resource_insert(&mut statements, connection_id, &write.indexed, &resource);
+    statements.push("; ");
+    push_emails_insert(
+        &mut statements,
+        connection_id,
+        RowsOf::Id(id),
+        &write.indexed.emails,
+    );
+    for chunk in new_events.chunks(EVENTS_PER_STATEMENT) {
+        statements.push("; ");
+        push_events_insert(&mut statements, chunk);
+    }
+    statements.push("; RELEASE create_user");
+    if let Err(e) = statements.build().execute(&mut *conn).await {
+        // Undo the statements that ran, so the batch goes on as if this write never came.
+        sqlx::query("ROLLBACK TO create_user; RELEASE create_user")
+            .execute(&mut *conn)
+            .await?;
+        return Err(if is_unique_violation(&e) {
+            StoreError::UserNameTaken(write.indexed.name.clone().unwrap_or_default())
+        } else {
+            e.into()
+        });
+    }
+    Ok(WriteOutcome {
+        resource,
+        members: MemberDelta::default(),
+    })
+}
+
 async fn create_resource_in(
     mut tx: Transaction<'_, Sqlite>,
     events: &dyn EventSource,
@@ -454,23 +582,10 @@ async fn create_resource_in(
     if let Some(context) = &context {
         context.map(events, &mut resource);
     }
-    let inserted = sqlx::query(
-            "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(write.indexed.name.as_deref().map(fold))
-        .bind(&write.indexed.external_id)
-        .bind(write.indexed.active.map(i64::from))
-        .bind(micros(at))
-        .bind(micros(at))
-        .bind(resource.body.to_string())
-        .bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
-        .bind(resource.mapped.as_ref().map_or(0, |m| m.generation))
-        .fetch_one(&mut *tx)
-        .await;
+    let mut insert = QueryBuilder::new("");
+    push_resource_insert(&mut insert, connection_id, &write.indexed, &resource);
+    insert.push(" RETURNING seq");
+    let inserted = insert.build().fetch_one(&mut *tx).await;
     let seq: i64 = match inserted {
         Err(e) if is_unique_violation(&e) => {
             return Err(StoreError::UserNameTaken(
@@ -1020,6 +1135,16 @@ impl Store for SqliteStore {
     ) -> StoreResult<WriteOutcome> {
         let events = self.events.clone();
         let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
+        if kind == Kind::User && write.members.is_empty() {
+            return self
+                .commits
+                .write_atomic(move |conn| {
+                    Box::pin(async move {
+                        create_user_in(conn, &*events, &connection_id, &id, write).await
+                    })
+                })
+                .await;
+        }
         self.commits
             .write(move |tx| {
                 Box::pin(async move {

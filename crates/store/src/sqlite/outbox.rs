@@ -3,7 +3,7 @@
 //! inside the writing transaction itself, and leases only matter across processes.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::{connection_from_row, now, opt_time, SqliteStore, CONNECTION_COLUMNS};
@@ -14,12 +14,15 @@ use crate::{StoreError, StoreResult};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
-pub(super) async fn connection_in(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<Connection>> {
+pub(super) async fn connection_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> StoreResult<Option<Connection>> {
     let row = sqlx::query(&format!(
         "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = ?"
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await?;
     row.as_ref().map(connection_from_row).transpose()
 }
@@ -50,25 +53,34 @@ pub(super) async fn group_summaries(
         .collect()
 }
 
+/// The most events one statement inserts: a group change can emit thousands of member events,
+/// and they go in a few statements, not one each.
+pub(super) const EVENTS_PER_STATEMENT: usize = 1000;
+
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
-    let at = micros(now());
-    // A group change can emit thousands of member events: a few statements, not one each.
-    for chunk in events.chunks(1000) {
-        let mut insert: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
-        );
-        insert.push_values(chunk, |mut row, event| {
-            row.push_bind(new_event_id())
-                .push_bind(event.event_type.clone())
-                .push_bind(event.connection_id.clone())
-                .push_bind(event.customer_id.clone())
-                .push_bind(at)
-                .push_bind(event.data.to_string())
-                .push_bind(event.changes.to_string());
-        });
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<'_, Sqlite> = QueryBuilder::new("");
+        push_events_insert(&mut insert, chunk);
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) to `qb`.
+pub(super) fn push_events_insert(qb: &mut QueryBuilder<'_, Sqlite>, events: &[NewEvent]) {
+    let at = micros(now());
+    qb.push(
+        "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
+    );
+    qb.push_values(events, |mut row, event| {
+        row.push_bind(new_event_id())
+            .push_bind(event.event_type.clone())
+            .push_bind(event.connection_id.clone())
+            .push_bind(event.customer_id.clone())
+            .push_bind(at)
+            .push_bind(event.data.to_string())
+            .push_bind(event.changes.to_string());
+    });
 }
 
 fn json(text: &str, what: &str) -> StoreResult<serde_json::Value> {

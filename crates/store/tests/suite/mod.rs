@@ -1540,7 +1540,7 @@ fn all(after: i64) -> EventQuery {
     }
 }
 
-async fn events_after(store: &dyn Store, after: i64) -> Vec<Event> {
+pub async fn events_after(store: &dyn Store, after: i64) -> Vec<Event> {
     store.sequence_events().await.expect("sequence");
     store.events(&all(after)).await.expect("events")
 }
