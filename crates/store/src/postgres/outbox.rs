@@ -19,12 +19,15 @@ const FAN_OUT_LOCK: i64 = 0x5c16_a7e0_fa40;
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
-pub(super) async fn connection_in(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<Connection>> {
+pub(super) async fn connection_in<'e, E>(exec: E, id: &str) -> StoreResult<Option<Connection>>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
     let row = sqlx::query(&format!(
         "SELECT {CONNECTION_COLUMNS} FROM connections c WHERE c.id = $1"
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(exec)
     .await?;
     row.as_ref().map(connection_from_row).transpose()
 }
@@ -55,25 +58,34 @@ pub(super) async fn group_summaries(
         .collect()
 }
 
+/// The most events one statement inserts: a group change can emit thousands of member events,
+/// and they go in a few statements, not one each.
+pub(super) const EVENTS_PER_STATEMENT: usize = 1000;
+
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
-    let at = micros(now());
-    // A group change can emit thousands of member events: a few statements, not one each.
-    for chunk in events.chunks(1000) {
-        let mut insert: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-            "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
-        );
-        insert.push_values(chunk, |mut row, event| {
-            row.push_bind(new_event_id())
-                .push_bind(event.event_type.clone())
-                .push_bind(event.connection_id.clone())
-                .push_bind(event.customer_id.clone())
-                .push_bind(at)
-                .push_bind(event.data.to_string())
-                .push_bind(event.changes.to_string());
-        });
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<'_, Postgres> = QueryBuilder::new("");
+        push_events_insert(&mut insert, chunk);
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) to `qb`.
+pub(super) fn push_events_insert(qb: &mut QueryBuilder<'_, Postgres>, events: &[NewEvent]) {
+    let at = micros(now());
+    qb.push(
+        "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
+    );
+    qb.push_values(events, |mut row, event| {
+        row.push_bind(new_event_id())
+            .push_bind(event.event_type.clone())
+            .push_bind(event.connection_id.clone())
+            .push_bind(event.customer_id.clone())
+            .push_bind(at)
+            .push_bind(event.data.to_string())
+            .push_bind(event.changes.to_string());
+    });
 }
 
 fn json(text: &str, what: &str) -> StoreResult<serde_json::Value> {
@@ -261,7 +273,7 @@ impl PgStore {
                 .bind(hash)
                 .execute(&mut *tx)
                 .await?;
-            if let Some(connection) = connection_in(&mut tx, connection_id).await? {
+            if let Some(connection) = connection_in(&mut *tx, connection_id).await? {
                 let events = self.events.events(Effect::ScimKeyExpiring {
                     connection: &connection,
                     expires_at: from_micros(*expires_at),

@@ -27,7 +27,7 @@ impl PgStore {
         new: NewSetupLink,
     ) -> StoreResult<Option<SetupLink>> {
         let mut tx = self.pool.begin().await?;
-        if connection_in(&mut tx, &new.connection_id).await?.is_none() {
+        if connection_in(&mut *tx, &new.connection_id).await?.is_none() {
             return Ok(None);
         }
         let row = sqlx::query(&format!(
