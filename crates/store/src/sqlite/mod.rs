@@ -478,16 +478,13 @@ enum RowsOf<'a> {
     Id(&'a str),
 }
 
-/// Appends one `INSERT` of a user's emails, folded, to `qb`; nothing when there are none.
+/// Appends one `INSERT` of a user's emails, folded, to `qb` (there must be at least one).
 fn push_emails_insert(
     qb: &mut QueryBuilder<'_, Sqlite>,
     connection_id: &str,
     of: RowsOf<'_>,
     emails: &[String],
 ) {
-    if emails.is_empty() {
-        return;
-    }
     qb.push("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) SELECT ");
     match of {
         RowsOf::Seq(seq) => {
@@ -539,13 +536,15 @@ async fn create_user_in(
     }
     let mut statements = QueryBuilder::new("SAVEPOINT create_user; ");
     push_resource_insert(&mut statements, connection_id, &write.indexed, &resource);
-    statements.push("; ");
-    push_emails_insert(
-        &mut statements,
-        connection_id,
-        RowsOf::Id(id),
-        &write.indexed.emails,
-    );
+    if !write.indexed.emails.is_empty() {
+        statements.push("; ");
+        push_emails_insert(
+            &mut statements,
+            connection_id,
+            RowsOf::Id(id),
+            &write.indexed.emails,
+        );
+    }
     for chunk in new_events.chunks(EVENTS_PER_STATEMENT) {
         statements.push("; ");
         push_events_insert(&mut statements, chunk);

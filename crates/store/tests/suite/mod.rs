@@ -2239,6 +2239,66 @@ pub async fn events_are_pruned_and_expiring_keys_warned_once(store: &dyn Store) 
     );
 }
 
+async fn with_email(store: &dyn Store, connection_id: &str, email: &str) -> Vec<String> {
+    let registry = SchemaRegistry::standard();
+    let users = registry.view("User").expect("User");
+    let filter = Filter::parse(&format!(r#"emails.value eq "{email}""#)).expect("parses");
+    let query = ListQuery {
+        filter: Some(&filter),
+        schemas: &users,
+        sort: None,
+        start: PageStart::Index(1),
+        count: 10,
+        load: Load::default(),
+    };
+    let page = store
+        .list_resources(connection_id, Kind::User, &query)
+        .await
+        .expect("list");
+    page.resources.into_iter().map(|r| r.id).collect()
+}
+
+/// A user create sends its row, emails and events together: with no email there is no emails
+/// statement at all, with several each is indexed, and replacing them keeps only the new ones.
+pub async fn users_with_no_email_or_several_are_created_whole(store: &dyn Store) {
+    let (new, key) = new_connection("emails");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let mut none = user("no-mail", "unused@x.org");
+    none.body["emails"] = json!([]);
+    none.indexed.emails.clear();
+    store
+        .create_resource(&c.id, Kind::User, "none", none)
+        .await
+        .expect("a user without email");
+    let mut two = user("two-mail", "One@X.org");
+    two.indexed.emails.push("two@x.org".into());
+    store
+        .create_resource(&c.id, Kind::User, "two", two)
+        .await
+        .expect("a user with two emails");
+
+    assert_eq!(with_email(store, &c.id, "one@x.org").await, ["two"]);
+    assert_eq!(with_email(store, &c.id, "TWO@x.org").await, ["two"]);
+    assert!(with_email(store, &c.id, "unused@x.org").await.is_empty());
+
+    let mut replaced = user("two-mail", "three@x.org");
+    replaced.indexed.emails.push("four@x.org".into());
+    store
+        .update_resource(&c.id, Kind::User, "two", None, replaced)
+        .await
+        .expect("new emails");
+    assert!(with_email(store, &c.id, "one@x.org").await.is_empty());
+    assert_eq!(with_email(store, &c.id, "four@x.org").await, ["two"]);
+
+    let created: Vec<String> = events_after(store, 0)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "user.created")
+        .filter_map(|e| e.data["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(created, ["none", "two"], "one event per user created");
+}
+
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
@@ -2261,6 +2321,7 @@ macro_rules! store_suite {
             failing_endpoints_are_disabled_and_resume_when_enabled,
             events_are_pruned_and_expiring_keys_warned_once,
             concurrent_writes_that_fail_roll_back_alone,
+            users_with_no_email_or_several_are_created_whole,
             membership_changes_leave_views_current_when_the_mapping_ignores_groups
         );
         $crate::store_suite!(@cases $make(suite::mapper()); writes_store_the_mapped_view);
