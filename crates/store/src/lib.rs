@@ -13,6 +13,7 @@ pub mod plan;
 pub mod postgres;
 mod reuse;
 pub mod sqlite;
+mod statements;
 pub mod testing;
 
 /// A user's groups as the backends read them with the user: JSON `[[id, displayName], …]`.

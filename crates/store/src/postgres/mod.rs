@@ -19,6 +19,7 @@ use crate::model::*;
 use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::reuse::ReusingPool;
+use crate::statements::{push_events_insert, push_resource_insert, EVENTS_PER_STATEMENT};
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
@@ -27,9 +28,7 @@ mod statistics;
 
 use std::sync::Arc;
 
-use outbox::{
-    connection_in, group_summaries, insert_events, push_events_insert, EVENTS_PER_STATEMENT,
-};
+use outbox::{connection_in, group_summaries, insert_events};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -320,33 +319,6 @@ where
         .collect()
 }
 
-/// Appends the `INSERT` of a new resource's row to `qb`.
-fn push_resource_insert(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    connection_id: &str,
-    indexed: &IndexedFields,
-    resource: &StoredResource,
-) {
-    qb.push(
-        "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) VALUES (",
-    );
-    let mut values = qb.separated(", ");
-    values
-        .push_bind(connection_id.to_owned())
-        .push_bind(resource.kind.as_str())
-        .push_bind(resource.id.clone())
-        .push_bind(indexed.name.as_deref().map(fold))
-        .push_bind(indexed.external_id.clone())
-        .push_bind(indexed.active)
-        .push_bind(resource.version)
-        .push_bind(micros(resource.created))
-        .push_bind(micros(resource.last_modified))
-        .push_bind(resource.body.to_string())
-        .push_bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
-        .push_bind(resource.mapped.as_ref().map_or(0, |m| m.generation));
-    qb.push(")");
-}
-
 /// Which resource an `INSERT` of emails is for: a stored one, or the one the `created` clause
 /// of the same statement inserts.
 enum RowsOf {
@@ -421,7 +393,7 @@ impl PgStore {
         }
         for (i, chunk) in new_events.chunks(EVENTS_PER_STATEMENT).enumerate() {
             statement.push(format!(", events_{i} AS ("));
-            push_events_insert(&mut statement, chunk);
+            push_events_insert(&mut statement, chunk, now());
             statement.push(")");
         }
         statement.push(" SELECT seq FROM created");

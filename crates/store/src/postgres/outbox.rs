@@ -12,6 +12,7 @@ use super::{connection_from_row, now, opt_time, PgStore, CONNECTION_COLUMNS};
 use crate::events::*;
 use crate::model::Connection;
 use crate::plan::{from_micros, micros};
+use crate::statements::{push_events_insert, EVENTS_PER_STATEMENT};
 use crate::{StoreError, StoreResult};
 
 /// The advisory lock key that serializes fan-outs ("scimgate fan-out").
@@ -58,34 +59,13 @@ pub(super) async fn group_summaries(
         .collect()
 }
 
-/// The most events one statement inserts: a group change can emit thousands of member events,
-/// and they go in a few statements, not one each.
-pub(super) const EVENTS_PER_STATEMENT: usize = 1000;
-
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         let mut insert: QueryBuilder<'_, Postgres> = QueryBuilder::new("");
-        push_events_insert(&mut insert, chunk);
+        push_events_insert(&mut insert, chunk, now());
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) to `qb`.
-pub(super) fn push_events_insert(qb: &mut QueryBuilder<'_, Postgres>, events: &[NewEvent]) {
-    let at = micros(now());
-    qb.push(
-        "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
-    );
-    qb.push_values(events, |mut row, event| {
-        row.push_bind(new_event_id())
-            .push_bind(event.event_type.clone())
-            .push_bind(event.connection_id.clone())
-            .push_bind(event.customer_id.clone())
-            .push_bind(at)
-            .push_bind(event.data.to_string())
-            .push_bind(event.changes.to_string());
-    });
 }
 
 fn json(text: &str, what: &str) -> StoreResult<serde_json::Value> {

@@ -28,11 +28,10 @@ use std::sync::Arc;
 
 use checkpoint::Checkpointer;
 use commit::GroupCommit;
-use outbox::{
-    connection_in, group_summaries, insert_events, push_events_insert, EVENTS_PER_STATEMENT,
-};
+use outbox::{connection_in, group_summaries, insert_events};
 
 use crate::reuse::ReusingPool;
+use crate::statements::{push_events_insert, push_resource_insert, EVENTS_PER_STATEMENT};
 
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its
 /// own: more readers than a few cores can keep busy only add memory.
@@ -444,33 +443,6 @@ async fn write_context(
     Ok(Some(WriteContext { connection, groups }))
 }
 
-/// Appends the `INSERT` of a new resource's row to `qb`.
-fn push_resource_insert(
-    qb: &mut QueryBuilder<'_, Sqlite>,
-    connection_id: &str,
-    indexed: &IndexedFields,
-    resource: &StoredResource,
-) {
-    qb.push(
-        "INSERT INTO resources (connection_id, kind, id, name_lower, external_id, active, version, created_at, last_modified, body, mapped, mapped_generation) VALUES (",
-    );
-    let mut values = qb.separated(", ");
-    values
-        .push_bind(connection_id.to_owned())
-        .push_bind(resource.kind.as_str())
-        .push_bind(resource.id.clone())
-        .push_bind(indexed.name.as_deref().map(fold))
-        .push_bind(indexed.external_id.clone())
-        .push_bind(indexed.active.map(i64::from))
-        .push_bind(resource.version)
-        .push_bind(micros(resource.created))
-        .push_bind(micros(resource.last_modified))
-        .push_bind(resource.body.to_string())
-        .push_bind(resource.mapped.as_ref().map(|m| m.value.to_string()))
-        .push_bind(resource.mapped.as_ref().map_or(0, |m| m.generation));
-    qb.push(")");
-}
-
 /// Which resource a statement's rows belong to: its seq, or (within the statement that
 /// creates it) its id.
 enum RowsOf<'a> {
@@ -547,7 +519,7 @@ async fn create_user_in(
     }
     for chunk in new_events.chunks(EVENTS_PER_STATEMENT) {
         statements.push("; ");
-        push_events_insert(&mut statements, chunk);
+        push_events_insert(&mut statements, chunk, now());
     }
     statements.push("; RELEASE create_user");
     if let Err(e) = statements.build().execute(&mut *conn).await {
