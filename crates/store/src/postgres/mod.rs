@@ -393,7 +393,7 @@ impl PgStore {
         }
         for (i, chunk) in new_events.chunks(EVENTS_PER_STATEMENT).enumerate() {
             statement.push(format!(", events_{i} AS ("));
-            push_events_insert(&mut statement, chunk, now());
+            push_events_insert(&mut statement, chunk, at);
             statement.push(")");
         }
         statement.push(" SELECT seq FROM created");

@@ -519,7 +519,7 @@ async fn create_user_in(
     }
     for chunk in new_events.chunks(EVENTS_PER_STATEMENT) {
         statements.push("; ");
-        push_events_insert(&mut statements, chunk, now());
+        push_events_insert(&mut statements, chunk, at);
     }
     statements.push("; RELEASE create_user");
     if let Err(e) = statements.build().execute(&mut *conn).await {

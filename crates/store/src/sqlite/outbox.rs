@@ -55,9 +55,11 @@ pub(super) async fn group_summaries(
 }
 
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
+    // One write's events share one time, whichever statement carries them.
+    let at = now();
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         let mut insert: QueryBuilder<'_, Sqlite> = QueryBuilder::new("");
-        push_events_insert(&mut insert, chunk, now());
+        push_events_insert(&mut insert, chunk, at);
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
