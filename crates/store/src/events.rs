@@ -9,7 +9,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::model::{Connection, MappedRecord, MemberDelta, StoredResource};
+use crate::model::{Connection, Kind, MappedRecord, MemberDelta, ResourceWrite, StoredResource};
 
 /// What a write did, as the store saw it inside its transaction.
 #[derive(Debug, Clone, Copy)]
@@ -286,9 +286,32 @@ pub(crate) struct WriteContext {
 }
 
 impl WriteContext {
+    /// A user about to be created, as it will be stored (with its mapped view), and the events
+    /// its create emits. No events when the connection is gone: the insert then fails on its
+    /// foreign key.
+    pub fn new_user(
+        connection: Option<Connection>,
+        events: &dyn EventSource,
+        id: &str,
+        at: OffsetDateTime,
+        write: &mut ResourceWrite,
+    ) -> (StoredResource, Vec<NewEvent>) {
+        let mut resource = StoredResource::created(id, Kind::User, at, write);
+        let Some(connection) = connection else {
+            return (resource, Vec::new());
+        };
+        let context = WriteContext {
+            connection,
+            groups: Vec::new(),
+        };
+        context.map(events, &mut resource);
+        let created = context.events(events, None, &resource, &MemberDelta::default());
+        (resource, created)
+    }
+
     /// Stores the user's mapped view in `resource`, where the event source gives one.
     pub fn map(&self, events: &dyn EventSource, resource: &mut StoredResource) {
-        if resource.kind == crate::model::Kind::User {
+        if resource.kind == Kind::User {
             if let Some(record) = events.mapped_view(&self.connection, resource, &self.groups) {
                 resource.mapped = Some(record);
             }

@@ -69,3 +69,59 @@ pub(crate) fn push_events_insert<'a, DB>(
             .push_bind(event.changes.to_string());
     });
 }
+
+/// Which resource an `INSERT` of emails is for.
+pub(crate) enum EmailsOf<'a> {
+    /// A stored resource.
+    Seq(i64),
+    /// The resource with this id, inserted by an earlier statement of the same batch (SQLite,
+    /// where each statement sees the ones before it).
+    Id(&'a str),
+    /// The resource the `created` clause of the same statement inserts (PostgreSQL, where the
+    /// clauses of one `WITH` do not see each other's rows, only their `RETURNING`).
+    Created,
+}
+
+/// Appends one `INSERT` of a user's emails, folded, to `qb` (there must be at least one).
+pub(crate) fn push_emails_insert<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    connection_id: &str,
+    of: EmailsOf<'_>,
+    emails: &[String],
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    qb.push("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) SELECT ");
+    let from_created = matches!(of, EmailsOf::Created);
+    match of {
+        EmailsOf::Seq(seq) => {
+            qb.push_bind(seq);
+        }
+        EmailsOf::Id(id) => {
+            qb.push("(SELECT seq FROM resources WHERE connection_id = ")
+                .push_bind(connection_id.to_owned())
+                .push(" AND id = ")
+                .push_bind(id.to_owned())
+                .push(")");
+        }
+        EmailsOf::Created => {
+            qb.push("created.seq");
+        }
+    }
+    qb.push(", ")
+        .push_bind(connection_id.to_owned())
+        .push(", v.column1 FROM ");
+    if from_created {
+        qb.push("created, ");
+    }
+    qb.push("(VALUES ");
+    let mut rows = qb.separated(", ");
+    for email in emails {
+        rows.push("(")
+            .push_bind_unseparated(fold(email))
+            .push_unseparated(")");
+    }
+    qb.push(") AS v");
+}

@@ -19,7 +19,9 @@ use crate::model::*;
 use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::reuse::ReusingPool;
-use crate::statements::{push_events_insert, push_resource_insert, EVENTS_PER_STATEMENT};
+use crate::statements::{
+    push_emails_insert, push_events_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
+};
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
@@ -319,41 +321,6 @@ where
         .collect()
 }
 
-/// Which resource an `INSERT` of emails is for: a stored one, or the one the `created` clause
-/// of the same statement inserts.
-enum RowsOf {
-    Seq(i64),
-    Created,
-}
-
-/// Appends one `INSERT` of a user's emails, folded, to `qb` (there must be at least one).
-fn push_emails_insert(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    connection_id: &str,
-    of: RowsOf,
-    emails: &[String],
-) {
-    qb.push("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) SELECT ");
-    match of {
-        RowsOf::Seq(seq) => qb.push_bind(seq),
-        RowsOf::Created => qb.push("created.seq"),
-    };
-    qb.push(", ")
-        .push_bind(connection_id.to_owned())
-        .push(", v.column1 FROM ");
-    if matches!(of, RowsOf::Created) {
-        qb.push("created, ");
-    }
-    qb.push("(VALUES ");
-    let mut rows = qb.separated(", ");
-    for email in emails {
-        rows.push("(")
-            .push_bind_unseparated(fold(email))
-            .push_unseparated(")");
-    }
-    qb.push(") AS v");
-}
-
 impl PgStore {
     /// A new user (one without members, as every SCIM user is) in two round trips instead of
     /// eight: the connection is read, then one statement inserts the row, its emails and its
@@ -366,18 +333,9 @@ impl PgStore {
         mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
         let at = from_micros(micros(now()));
-        let context = connection_in(&self.statements, connection_id)
-            .await?
-            .map(|connection| WriteContext {
-                connection,
-                groups: Vec::new(),
-            });
-        let mut resource = StoredResource::created(id, Kind::User, at, &mut write);
-        let mut new_events = Vec::new();
-        if let Some(context) = &context {
-            context.map(&*self.events, &mut resource);
-            new_events = context.events(&*self.events, None, &resource, &MemberDelta::default());
-        }
+        let connection = connection_in(&self.statements, connection_id).await?;
+        let (resource, new_events) =
+            WriteContext::new_user(connection, &*self.events, id, at, &mut write);
         let mut statement = QueryBuilder::new("WITH created AS (");
         push_resource_insert(&mut statement, connection_id, &write.indexed, &resource);
         statement.push(" RETURNING seq)");
@@ -386,7 +344,7 @@ impl PgStore {
             push_emails_insert(
                 &mut statement,
                 connection_id,
-                RowsOf::Created,
+                EmailsOf::Created,
                 &write.indexed.emails,
             );
             statement.push(")");
@@ -456,7 +414,7 @@ impl PgStore {
             push_emails_insert(
                 &mut insert,
                 connection_id,
-                RowsOf::Seq(seq),
+                EmailsOf::Seq(seq),
                 &write.indexed.emails,
             );
             insert.build().execute(&mut **tx).await?;

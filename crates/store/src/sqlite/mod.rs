@@ -31,7 +31,9 @@ use commit::GroupCommit;
 use outbox::{connection_in, group_summaries, insert_events};
 
 use crate::reuse::ReusingPool;
-use crate::statements::{push_events_insert, push_resource_insert, EVENTS_PER_STATEMENT};
+use crate::statements::{
+    push_emails_insert, push_events_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
+};
 
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its
 /// own: more readers than a few cores can keep busy only add memory.
@@ -267,7 +269,7 @@ impl SqliteStore {
             push_emails_insert(
                 &mut insert,
                 connection_id,
-                RowsOf::Seq(seq),
+                EmailsOf::Seq(seq),
                 &write.indexed.emails,
             );
             insert.build().execute(&mut **tx).await?;
@@ -443,45 +445,6 @@ async fn write_context(
     Ok(Some(WriteContext { connection, groups }))
 }
 
-/// Which resource a statement's rows belong to: its seq, or (within the statement that
-/// creates it) its id.
-enum RowsOf<'a> {
-    Seq(i64),
-    Id(&'a str),
-}
-
-/// Appends one `INSERT` of a user's emails, folded, to `qb` (there must be at least one).
-fn push_emails_insert(
-    qb: &mut QueryBuilder<'_, Sqlite>,
-    connection_id: &str,
-    of: RowsOf<'_>,
-    emails: &[String],
-) {
-    qb.push("INSERT INTO resource_emails (resource_seq, connection_id, value_lower) SELECT ");
-    match of {
-        RowsOf::Seq(seq) => {
-            qb.push_bind(seq);
-        }
-        RowsOf::Id(id) => {
-            qb.push("(SELECT seq FROM resources WHERE connection_id = ")
-                .push_bind(connection_id.to_owned())
-                .push(" AND id = ")
-                .push_bind(id.to_owned())
-                .push(")");
-        }
-    }
-    qb.push(", ")
-        .push_bind(connection_id.to_owned())
-        .push(", column1 FROM (VALUES ");
-    let mut rows = qb.separated(", ");
-    for email in emails {
-        rows.push("(")
-            .push_bind_unseparated(fold(email))
-            .push_unseparated(")");
-    }
-    qb.push(")");
-}
-
 /// A new user (one without members, as every SCIM user is) in two round trips to SQLite's
 /// thread instead of seven: the connection is read, then the row, its emails and its events go
 /// as one batch of statements inside a savepoint of its own. Creates are the bulk of an initial
@@ -494,18 +457,8 @@ async fn create_user_in(
     mut write: ResourceWrite,
 ) -> StoreResult<WriteOutcome> {
     let at = from_micros(micros(now()));
-    let context = connection_in(conn, connection_id)
-        .await?
-        .map(|connection| WriteContext {
-            connection,
-            groups: Vec::new(),
-        });
-    let mut resource = StoredResource::created(id, Kind::User, at, &mut write);
-    let mut new_events = Vec::new();
-    if let Some(context) = &context {
-        context.map(events, &mut resource);
-        new_events = context.events(events, None, &resource, &MemberDelta::default());
-    }
+    let connection = connection_in(conn, connection_id).await?;
+    let (resource, new_events) = WriteContext::new_user(connection, events, id, at, &mut write);
     let mut statements = QueryBuilder::new("SAVEPOINT create_user; ");
     push_resource_insert(&mut statements, connection_id, &write.indexed, &resource);
     if !write.indexed.emails.is_empty() {
@@ -513,7 +466,7 @@ async fn create_user_in(
         push_emails_insert(
             &mut statements,
             connection_id,
-            RowsOf::Id(id),
+            EmailsOf::Id(id),
             &write.indexed.emails,
         );
     }
