@@ -87,6 +87,73 @@ async fn the_wal_is_checkpointed_in_the_background() {
     );
 }
 
+/// Under writes that never pause, SQLite never finds the moment to start the WAL over on its
+/// own: commits keep landing while the checkpointer copies. Sixteen writers without pauses, about
+/// 90 MB of WAL in all, against a limit of 256 pages (1 MiB): the WAL must start over again and
+/// again (its header counts the times), and its file stay far smaller than what was written.
+/// The checkpointer only looks every 200 ms, so the file still holds that long's writes.
+#[tokio::test]
+async fn the_wal_starts_over_under_writes_that_never_pause() {
+    use scimgate_store::sqlite::SqliteTuning;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("busy.db");
+    let store = SqliteStore::open_with(
+        path.to_str().expect("utf-8 path"),
+        suite::describer(),
+        SqliteTuning {
+            wal_restart_pages: 256,
+        },
+    )
+    .await
+    .expect("open");
+    let (new, key) = suite::new_connection("busy");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let wal = dir.path().join("busy.db-wal");
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let largest = async {
+        let mut largest = 0;
+        while writing.load(std::sync::atomic::Ordering::Relaxed) {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        largest
+    };
+    let filler = "x".repeat(10_000);
+    let (store, id, filler) = (&store, &c.id, &filler);
+    let writers = futures::future::join_all((0..16).map(|w| async move {
+        for i in 0..200 {
+            let name = format!("w{w}-{i}");
+            let mut write = suite::user(&name, "w@x.org");
+            write.body["title"] = serde_json::Value::String(filler.clone());
+            store
+                .create_resource(id, Kind::User, &name, write)
+                .await
+                .expect("user");
+            let read = store
+                .resource(id, Kind::User, &name, Load::default())
+                .await
+                .expect("read");
+            assert!(read.is_some(), "{name} reads back");
+        }
+    }));
+    let (largest, ()) = tokio::join!(largest, async {
+        writers.await;
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
+    let header = std::fs::read(&wal).expect("WAL file");
+    let restarts = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
+    assert!(restarts >= 3, "the WAL started over {restarts} times");
+    assert!(
+        largest < 40 << 20,
+        "the WAL file reached {largest} bytes: it did not start over"
+    );
+    assert_eq!(
+        store.count_resources(Kind::User).await.expect("count"),
+        3200
+    );
+}
+
 /// A user create sends its row, emails and events to SQLite together, in a savepoint of its
 /// own: when a statement after the row's fails, the row goes with it, and the writes that shared
 /// its commit still land. A trigger refuses one email, so the failure comes after the insert.

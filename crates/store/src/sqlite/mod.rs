@@ -26,7 +26,7 @@ mod setup;
 
 use std::sync::Arc;
 
-use checkpoint::Checkpointer;
+use checkpoint::{Checkpointer, RestartRequest};
 use commit::GroupCommit;
 use outbox::{connection_in, group_summaries, insert_events};
 
@@ -38,6 +38,9 @@ use crate::statements::{
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its
 /// own: more readers than a few cores can keep busy only add memory.
 const READERS: u32 = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite's default page size, which scimgate's databases keep.
+const PAGE_BYTES: i64 = 4096;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -50,10 +53,36 @@ pub struct SqliteStore {
     _checkpointer: Checkpointer,
 }
 
+/// How the SQLite store manages its files; `Default` is what [`SqliteStore::open`] uses.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteTuning {
+    /// The WAL's length, in pages, past which the WAL is made to start over (see `checkpoint`).
+    /// A start-over stalls the writer for one short checkpoint; 65,536 pages (256 MiB) makes it
+    /// about one per 250 PATCHes of 100 members of a large group, and bounds the file.
+    pub wal_restart_pages: u32,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        SqliteTuning {
+            wal_restart_pages: 65_536,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`, `sqlite:path` or a
     /// bare file path) and runs the migrations.
     pub async fn open(url: &str, events: Arc<dyn EventSource>) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(url, events, SqliteTuning::default()).await
+    }
+
+    /// [`SqliteStore::open`], tuned.
+    pub async fn open_with(
+        url: &str,
+        events: Arc<dyn EventSource>,
+        tuning: SqliteTuning,
+    ) -> StoreResult<SqliteStore> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -63,12 +92,18 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             // The checkpointer does it (see `checkpoint`).
             .pragma("wal_autocheckpoint", "0")
             // A write's savepoint journal would otherwise spill to a temporary file past 64 KiB,
             // which a 100-member PATCH passes: that is file writes on the commit path for nothing.
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // A WAL that started over keeps its file, so commits rewrite blocks it already has;
+            // one that grew far past the limit (a reader held it back) is cut to twice the limit.
+            .pragma(
+                "journal_size_limit",
+                (2 * i64::from(tuning.wal_restart_pages) * PAGE_BYTES).to_string(),
+            );
         // A local file's connections do not go stale: the check sqlx makes on every acquire is
         // one more round trip to the connection's thread for nothing.
         let writer = SqlitePoolOptions::new()
@@ -82,10 +117,16 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await?;
-        let checkpointer = Checkpointer::start(&options).await?;
+        let restart = RestartRequest::default();
+        let checkpointer = Checkpointer::start(
+            &options,
+            i64::from(tuning.wal_restart_pages),
+            restart.clone(),
+        )
+        .await?;
         Ok(SqliteStore {
             _checkpointer: checkpointer,
-            commits: GroupCommit::start(writer.clone()),
+            commits: GroupCommit::start(writer.clone(), restart, BUSY_TIMEOUT),
             writer,
             reader: ReusingPool::new(reader, READERS as usize),
             events,
