@@ -240,8 +240,8 @@ async fn lock_memberships(
     Ok(())
 }
 
-/// Locks the live resources among `ids`, in id order, before a group write changes its
-/// members, and returns their ids. Users are locked for the update that gives them a new version;
+/// Locks the live users among `ids` and the live groups among `added_groups`, in id order,
+/// before a group write changes its members, and returns their ids. Users are locked for the update that gives them a new version;
 /// taken here, in one sorted statement, two group writes sharing members meet them in the same
 /// order (locking them while adding and again while touching them upgraded a share lock, which
 /// deadlocked). Member groups only need to exist until the commit: `FOR KEY SHARE` does not
@@ -251,6 +251,7 @@ async fn lock_members(
     tx: &mut Transaction<'_, Postgres>,
     connection_id: &str,
     ids: &[&str],
+    added_groups: &[&str],
 ) -> StoreResult<std::collections::HashSet<String>> {
     let mut live: std::collections::HashSet<String> = sqlx::query_scalar(concat!(
         "SELECT id FROM resources WHERE ",
@@ -263,14 +264,18 @@ async fn lock_members(
     .await?
     .into_iter()
     .collect();
-    let groups: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM resources WHERE connection_id = $1 AND kind IS NOT DISTINCT FROM 'Group' AND id = ANY($2) ORDER BY id FOR KEY SHARE",
-    )
-    .bind(connection_id)
-    .bind(ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    live.extend(groups);
+    // Only a group being added must still exist at the commit; most writes add none, and skip
+    // the statement.
+    if !added_groups.is_empty() {
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM resources WHERE connection_id = $1 AND kind IS NOT DISTINCT FROM 'Group' AND id = ANY($2) ORDER BY id FOR KEY SHARE",
+        )
+        .bind(connection_id)
+        .bind(added_groups)
+        .fetch_all(&mut **tx)
+        .await?;
+        live.extend(groups);
+    }
     Ok(live)
 }
 
@@ -399,11 +404,12 @@ impl PgStore {
     async fn write_resource_rows(
         tx: &mut Transaction<'_, Postgres>,
         connection_id: &str,
-        seq: i64,
+        (kind, seq): (Kind, i64),
         write: &ResourceWrite,
         created: bool,
     ) -> StoreResult<MemberDelta> {
-        if !created {
+        // Only users have emails: a group's update has none to replace.
+        if !created && kind == Kind::User {
             sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
                 .bind(seq)
                 .execute(&mut **tx)
@@ -443,7 +449,17 @@ impl PgStore {
         }
         ids.sort_unstable();
         ids.dedup();
-        let live = lock_members(tx, connection_id, &ids).await?;
+        let added_groups: Vec<&str> = runs
+            .iter()
+            .filter_map(|run| match run {
+                MemberRun::Add(members) => Some(members),
+                _ => None,
+            })
+            .flatten()
+            .filter(|m| m.kind == Kind::Group)
+            .map(|m| m.id.as_str())
+            .collect();
+        let live = lock_members(tx, connection_id, &ids, &added_groups).await?;
         for run in runs {
             match run {
                 MemberRun::Add(members) => {
@@ -989,7 +1005,8 @@ impl Store for PgStore {
             }
             other => other?.try_get("seq")?,
         };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
+        let delta =
+            Self::write_resource_rows(&mut tx, connection_id, (kind, seq), &write, true).await?;
         if kind == Kind::Group {
             resource.members = Some(load_members(&mut *tx, seq).await?);
         }
@@ -1103,7 +1120,8 @@ impl Store for PgStore {
             }
             other => other?,
         };
-        let delta = Self::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
+        let delta =
+            Self::write_resource_rows(&mut tx, connection_id, (kind, seq), &write, false).await?;
         if delta.is_empty() && resource.body == current.body {
             // Member changes that changed nothing (adding members already there).
             tx.rollback().await?;

@@ -7,7 +7,9 @@
 //! last statistics, which also invalidates the cached plans: about 10 ANALYZEs from 0 to 100,000.
 //!
 //! Where autovacuum is off it also vacuums, with autovacuum's default threshold (a fifth of the
-//! rows dead), each table at most every 10 s. Without VACUUM every update leaves a dead row
+//! rows dead), each table no sooner after its last VACUUM than a second per 10,000 live rows,
+//! between 1 and 10 s (a sync of 10,000 users is over within 10 s, and a flat 10 s left the walk
+//! that follows it with every update's dead rows). Without VACUUM every update leaves a dead row
 //! version and its index entries behind, and no page is marked all-visible, so counting 100,000
 //! users reads every one of them from the heap (0.5 s a page of a `startIndex` walk). The
 //! threshold bounds what vacuuming costs, since each run finds a fifth of the table dead; the
@@ -84,7 +86,7 @@ async fn vacuum_and_analyze_due_tables(conn: &mut PgConnection) -> Result<(), sq
         "WITH t AS (SELECT s.schemaname, s.relname, \
                     s.n_live_tup >= greatest(2 * c.reltuples, $1) AS grown, \
                     current_setting('autovacuum') = 'off' AND s.n_dead_tup > $2 + 0.2 * s.n_live_tup \
-                      AND coalesce(s.last_vacuum, '-infinity') < now() - interval '10 seconds' AS dirty \
+                      AND coalesce(s.last_vacuum, '-infinity') < now() - least(interval '10 seconds', interval '1 second' * greatest(1, s.n_live_tup / 10000.0)) AS dirty \
                   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
                   WHERE s.schemaname = current_schema()) \
          SELECT format(CASE WHEN dirty THEN 'VACUUM (ANALYZE, TRUNCATE false) %I.%I' ELSE 'ANALYZE %I.%I' END, schemaname, relname) \

@@ -295,11 +295,12 @@ impl SqliteStore {
     async fn write_resource_rows(
         tx: &mut Transaction<'_, Sqlite>,
         connection_id: &str,
-        seq: i64,
+        (kind, seq): (Kind, i64),
         write: &ResourceWrite,
         created: bool,
     ) -> StoreResult<MemberDelta> {
-        if !created {
+        // Only users have emails: a group's update has none to replace.
+        if !created && kind == Kind::User {
             sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
                 .bind(seq)
                 .execute(&mut **tx)
@@ -559,7 +560,8 @@ async fn create_resource_in(
         }
         other => other?.try_get("seq")?,
     };
-    let delta = SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, true).await?;
+    let delta =
+        SqliteStore::write_resource_rows(&mut tx, connection_id, (kind, seq), &write, true).await?;
     if kind == Kind::Group {
         resource.members = Some(load_members(&mut *tx, seq).await?);
     }
@@ -638,7 +640,8 @@ async fn update_resource_in(
         other => other?,
     };
     let delta =
-        SqliteStore::write_resource_rows(&mut tx, connection_id, seq, &write, false).await?;
+        SqliteStore::write_resource_rows(&mut tx, connection_id, (kind, seq), &write, false)
+            .await?;
     if delta.is_empty() && resource.body == current.body {
         // Member changes that changed nothing (adding members already there).
         tx.rollback().await?;
