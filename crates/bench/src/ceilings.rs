@@ -3,7 +3,8 @@
 //! server that stores each request body in SQLite in its own durable transaction (one fsync
 //! per request: what a naive durable create costs). A third, for reference: a bare server that
 //! answers each GET with one indexed read through sqlx's SQLite pool, the floor under any
-//! request that reads the database through that driver.
+//! request that reads the database through that driver; and, when the run is on PostgreSQL,
+//! the same through sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -14,8 +15,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 
 use crate::driver::{self, Stats};
 use crate::scenarios::user_body;
@@ -25,11 +27,15 @@ pub struct Ceilings {
     pub http: Stats,
     pub durable_write: Stats,
     pub sqlx_read: Stats,
+    pub postgres_read: Option<Stats>,
 }
 
 const REQUESTS: u64 = 20_000;
 const WRITES: u64 = 3_000;
 const PEOPLE: u64 = 10_000;
+/// The reference's own table in the database the run is given, dropped before scimgate starts
+/// on it.
+const PG_TABLE: &str = "scimgate_bench_reference";
 
 async fn serve(app: Router) -> Result<SocketAddr, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -68,7 +74,88 @@ async fn lookup(
         .ok_or(StatusCode::NOT_FOUND)
 }
 
-pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
+async fn lookup_postgres(
+    State(pool): State<PgPool>,
+    Path(name): Path<String>,
+) -> Result<([(&'static str, &'static str); 1], String), StatusCode> {
+    let body: Option<String> =
+        sqlx::query_scalar(&format!("SELECT body FROM {PG_TABLE} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&pool)
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    body.map(|b| ([("content-type", "application/scim+json")], b))
+        .ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Serves `PEOPLE` bodies by name and reads each of them by a GET, `REQUESTS` times in all.
+async fn read_reference(
+    name: &'static str,
+    app: Router,
+    concurrency: usize,
+) -> Result<Stats, BenchError> {
+    let addr = serve(app).await?;
+    let base = Arc::new(format!("http://{addr}/Users"));
+    let c = reqwest::Client::new();
+    Ok(driver::run(name, concurrency, REQUESTS, move |i| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            driver::expect(c.get(format!("{base}/p{}", i % PEOPLE)), 200)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await)
+}
+
+/// One indexed read per GET through a pool as large as scimgate's on PostgreSQL, on its own
+/// table in `url`'s database, which it leaves as it found it.
+async fn postgres_read(url: &str, concurrency: usize) -> Result<Stats, BenchError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url)
+        .await?;
+    sqlx::query(&format!("DROP TABLE IF EXISTS {PG_TABLE}"))
+        .execute(&pool)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE {PG_TABLE} (name TEXT PRIMARY KEY, body TEXT NOT NULL)"
+    ))
+    .execute(&pool)
+    .await?;
+    let measured = async {
+        let (names, bodies): (Vec<String>, Vec<String>) = (0..PEOPLE)
+            .map(|i| (format!("p{i}"), user_body(i, "ceiling").to_string()))
+            .unzip();
+        sqlx::query(&format!(
+            "INSERT INTO {PG_TABLE} (name, body) SELECT * FROM unnest($1::text[], $2::text[])"
+        ))
+        .bind(names)
+        .bind(bodies)
+        .execute(&pool)
+        .await?;
+        sqlx::query(&format!("ANALYZE {PG_TABLE}"))
+            .execute(&pool)
+            .await?;
+        read_reference(
+            "reference: one indexed sqlx PostgreSQL read",
+            Router::new()
+                .route("/Users/{name}", get(lookup_postgres))
+                .with_state(pool.clone()),
+            concurrency,
+        )
+        .await
+    }
+    .await;
+    sqlx::query(&format!("DROP TABLE {PG_TABLE}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    measured
+}
+
+/// `database` is the run's: a `postgres://` URL adds the PostgreSQL read reference.
+pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, BenchError> {
     let body: &'static str = Box::leak(user_body(0, "ceiling").to_string().into_boxed_str());
     let http_addr = serve(Router::new().route(
         "/Users/x",
@@ -140,31 +227,23 @@ pub async fn measure(concurrency: usize) -> Result<Ceilings, BenchError> {
         .test_before_acquire(false)
         .connect_with(options.read_only(true))
         .await?;
-    let read_addr = serve(
+    let sqlx_read = read_reference(
+        "reference: one indexed sqlx SQLite read",
         Router::new()
             .route("/Users/{name}", get(lookup))
             .with_state(readers),
+        concurrency,
     )
     .await?;
-    let base = Arc::new(format!("http://{read_addr}/Users"));
-    let c = reqwest::Client::new();
-    let sqlx_read = driver::run(
-        "reference: one indexed sqlx SQLite read",
-        concurrency,
-        REQUESTS,
-        move |i| {
-            let (c, base) = (c.clone(), base.clone());
-            async move {
-                driver::expect(c.get(format!("{base}/p{}", i % PEOPLE)), 200)
-                    .await
-                    .map(|_| ())
-            }
-        },
-    )
-    .await;
+    let postgres_read = if database.starts_with("postgres") {
+        Some(postgres_read(database, concurrency).await?)
+    } else {
+        None
+    };
     Ok(Ceilings {
         http,
         durable_write,
         sqlx_read,
+        postgres_read,
     })
 }

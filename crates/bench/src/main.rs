@@ -75,7 +75,7 @@ pub enum BenchError {
 }
 
 async fn run(args: Args) -> Result<bool, BenchError> {
-    let ceilings = ceilings::measure(args.concurrency).await?;
+    let ceilings = ceilings::measure(args.concurrency, &args.database).await?;
     let server = process::Scimgate::start(&args).await?;
     let results = scenarios::run(&args, &server).await?;
     let report = report::Report::new(&args, &ceilings, results, server.peak_rss_kib());

@@ -48,11 +48,11 @@ impl Report {
                 "concurrency": args.concurrency, "large_group": args.large_group.min(args.users),
                 "database": if args.database == "sqlite" { "sqlite" } else { "postgres" },
             }),
-            ceilings: vec![
-                ceilings.http.clone(),
-                ceilings.durable_write.clone(),
-                ceilings.sqlx_read.clone(),
-            ],
+            ceilings: [&ceilings.http, &ceilings.durable_write, &ceilings.sqlx_read]
+                .into_iter()
+                .chain(&ceilings.postgres_read)
+                .cloned()
+                .collect(),
             scenarios,
             peak_rss_kib,
             rss_before_paging_kib: results.rss_before_paging_kib,
