@@ -35,7 +35,12 @@ const WRITES: u64 = 3_000;
 const PEOPLE: u64 = 10_000;
 /// The reference's own table in the database the run is given, dropped before scimgate starts
 /// on it.
-const PG_TABLE: &str = "scimgate_bench_reference";
+macro_rules! pg_table {
+    () => {
+        "scimgate_bench_reference"
+    };
+}
+const PG_TABLE: &str = pg_table!();
 
 async fn serve(app: Router) -> Result<SocketAddr, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -61,31 +66,37 @@ async fn store(State(pool): State<SqlitePool>, body: Bytes) -> StatusCode {
     }
 }
 
-async fn lookup(
-    State(pool): State<SqlitePool>,
-    Path(name): Path<String>,
-) -> Result<([(&'static str, &'static str); 1], String), StatusCode> {
-    let body: Option<String> = sqlx::query_scalar("SELECT body FROM people WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&pool)
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    body.map(|b| ([("content-type", "application/scim+json")], b))
-        .ok_or(StatusCode::NOT_FOUND)
+type Answer = Result<([(&'static str, &'static str); 1], String), StatusCode>;
+
+/// A stored body as a SCIM response, or why there is none.
+fn answer(read: Result<Option<String>, sqlx::Error>) -> Answer {
+    match read {
+        Ok(Some(body)) => Ok(([("content-type", "application/scim+json")], body)),
+        Ok(None) => Err(StatusCode::NOT_FOUND),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    }
 }
 
-async fn lookup_postgres(
-    State(pool): State<PgPool>,
-    Path(name): Path<String>,
-) -> Result<([(&'static str, &'static str); 1], String), StatusCode> {
-    let body: Option<String> =
-        sqlx::query_scalar(&format!("SELECT body FROM {PG_TABLE} WHERE name = $1"))
+async fn lookup(State(pool): State<SqlitePool>, Path(name): Path<String>) -> Answer {
+    answer(
+        sqlx::query_scalar("SELECT body FROM people WHERE name = ?")
             .bind(name)
             .fetch_optional(&pool)
-            .await
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    body.map(|b| ([("content-type", "application/scim+json")], b))
-        .ok_or(StatusCode::NOT_FOUND)
+            .await,
+    )
+}
+
+async fn lookup_postgres(State(pool): State<PgPool>, Path(name): Path<String>) -> Answer {
+    answer(
+        sqlx::query_scalar(concat!(
+            "SELECT body FROM ",
+            pg_table!(),
+            " WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&pool)
+        .await,
+    )
 }
 
 /// Serves `PEOPLE` bodies by name and reads each of them by a GET, `REQUESTS` times in all.
