@@ -4,7 +4,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use time::OffsetDateTime;
 
 use crate::events::{new_event_id, NewEvent};
-use crate::model::{IndexedFields, StoredResource};
+use crate::model::{IndexedFields, Kind, StoredResource};
 use crate::plan::{fold, micros};
 
 /// The most events one statement inserts: a group change can emit thousands of member events,
@@ -124,4 +124,32 @@ pub(crate) fn push_emails_insert<'a, DB>(
             .push_unseparated(")");
     }
     qb.push(") AS v");
+}
+
+/// The statements that write a stored resource's indexed emails: a user's update first drops
+/// the ones it had (only users have emails, so a group's update has none to drop), then
+/// `emails` go in one statement.
+pub(crate) fn emails_statements<'a, DB>(
+    connection_id: &str,
+    (kind, seq): (Kind, i64),
+    emails: &[String],
+    created: bool,
+) -> Vec<QueryBuilder<'a, DB>>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut statements = Vec::with_capacity(2);
+    if !created && kind == Kind::User {
+        let mut delete = QueryBuilder::new("DELETE FROM resource_emails WHERE resource_seq = ");
+        delete.push_bind(seq);
+        statements.push(delete);
+    }
+    if !emails.is_empty() {
+        let mut insert = QueryBuilder::new("");
+        push_emails_insert(&mut insert, connection_id, EmailsOf::Seq(seq), emails);
+        statements.push(insert);
+    }
+    statements
 }

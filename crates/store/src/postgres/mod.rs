@@ -20,7 +20,8 @@ use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::reuse::ReusingPool;
 use crate::statements::{
-    push_emails_insert, push_events_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
+    emails_statements, push_emails_insert, push_events_insert, push_resource_insert, EmailsOf,
+    EVENTS_PER_STATEMENT,
 };
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
@@ -241,12 +242,12 @@ async fn lock_memberships(
 }
 
 /// Locks the live users among `ids` and the live groups among `added_groups`, in id order,
-/// before a group write changes its members, and returns their ids. Users are locked for the update that gives them a new version;
-/// taken here, in one sorted statement, two group writes sharing members meet them in the same
-/// order (locking them while adding and again while touching them upgraded a share lock, which
-/// deadlocked). Member groups only need to exist until the commit: `FOR KEY SHARE` does not
-/// conflict with the lock a write of that group holds, so groups nesting each other cannot
-/// deadlock either.
+/// before a group write changes its members, and returns their ids. Users are locked for the
+/// update that gives them a new version; taken here, in one sorted statement, two group writes
+/// sharing members meet them in the same order (locking them while adding and again while
+/// touching them upgraded a share lock, which deadlocked). Member groups only need to exist
+/// until the commit: `FOR KEY SHARE` does not conflict with the lock a write of that group
+/// holds, so groups nesting each other cannot deadlock either.
 async fn lock_members(
     tx: &mut Transaction<'_, Postgres>,
     connection_id: &str,
@@ -408,22 +409,10 @@ impl PgStore {
         write: &ResourceWrite,
         created: bool,
     ) -> StoreResult<MemberDelta> {
-        // Only users have emails: a group's update has none to replace.
-        if !created && kind == Kind::User {
-            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = $1")
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
-        }
-        if !write.indexed.emails.is_empty() {
-            let mut insert = QueryBuilder::new("");
-            push_emails_insert(
-                &mut insert,
-                connection_id,
-                EmailsOf::Seq(seq),
-                &write.indexed.emails,
-            );
-            insert.build().execute(&mut **tx).await?;
+        for mut statement in
+            emails_statements(connection_id, (kind, seq), &write.indexed.emails, created)
+        {
+            statement.build().execute(&mut **tx).await?;
         }
         let mut delta = MemberDelta::default();
         let runs = MemberRun::of(&write.members);

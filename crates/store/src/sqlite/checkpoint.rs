@@ -23,6 +23,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection, SqlitePool};
 use tokio::sync::oneshot;
 
+use super::BUSY_TIMEOUT;
 use crate::StoreResult;
 
 const EVERY: Duration = Duration::from_millis(200);
@@ -119,8 +120,8 @@ async fn catch_up(conn: &mut SqliteConnection, mut last: Pass) {
 /// Copies the rest of the WAL on the writer, the one connection that commits, and waits, a
 /// moment at most, for the reads still inside the WAL to end (`RESTART`), so that the next commit
 /// starts the WAL over. A read that takes longer leaves the WAL growing for now, and the
-/// checkpointer asks again. `busy_timeout` is the writer's usual wait for a lock, restored after.
-pub async fn finish(writer: &SqlitePool, busy_timeout: Duration) {
+/// checkpointer asks again. The writer's usual wait for a lock is restored after.
+pub async fn finish(writer: &SqlitePool) {
     let finished = async {
         let mut conn = writer.acquire().await?;
         let wait = |limit: Duration| format!("PRAGMA busy_timeout = {}", limit.as_millis());
@@ -128,7 +129,7 @@ pub async fn finish(writer: &SqlitePool, busy_timeout: Duration) {
         let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
             .execute(&mut *conn)
             .await;
-        sqlx::query(&wait(busy_timeout)).execute(&mut *conn).await?;
+        sqlx::query(&wait(BUSY_TIMEOUT)).execute(&mut *conn).await?;
         restarted
     }
     .await;

@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -32,18 +31,14 @@ impl GroupCommit {
     /// Starts the committer on `writer`, the pool of the single write connection. Other writes
     /// may use that pool directly; they take turns with the batches. Between two batches it
     /// answers the checkpointer's `restart` requests.
-    pub fn start(
-        writer: SqlitePool,
-        restart: RestartRequest,
-        busy_timeout: Duration,
-    ) -> GroupCommit {
+    pub fn start(writer: SqlitePool, restart: RestartRequest) -> GroupCommit {
         let (jobs, mut queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 commit_batch(&writer, &mut batch, &mut queue).await;
                 if restart.take() {
-                    checkpoint::finish(&writer, busy_timeout).await;
+                    checkpoint::finish(&writer).await;
                 }
             }
         });

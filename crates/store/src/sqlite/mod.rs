@@ -32,13 +32,15 @@ use outbox::{connection_in, group_summaries, insert_events};
 
 use crate::reuse::ReusingPool;
 use crate::statements::{
-    push_emails_insert, push_events_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
+    emails_statements, push_emails_insert, push_events_insert, push_resource_insert, EmailsOf,
+    EVENTS_PER_STATEMENT,
 };
 
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its
 /// own: more readers than a few cores can keep busy only add memory.
 const READERS: u32 = 4;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection waits for a lock before SQLite reports the database busy.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite's default page size, which scimgate's databases keep.
 const PAGE_BYTES: i64 = 4096;
 
@@ -126,7 +128,7 @@ impl SqliteStore {
         .await?;
         Ok(SqliteStore {
             _checkpointer: checkpointer,
-            commits: GroupCommit::start(writer.clone(), restart, BUSY_TIMEOUT),
+            commits: GroupCommit::start(writer.clone(), restart),
             writer,
             reader: ReusingPool::new(reader, READERS as usize),
             events,
@@ -299,22 +301,10 @@ impl SqliteStore {
         write: &ResourceWrite,
         created: bool,
     ) -> StoreResult<MemberDelta> {
-        // Only users have emails: a group's update has none to replace.
-        if !created && kind == Kind::User {
-            sqlx::query("DELETE FROM resource_emails WHERE resource_seq = ?")
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
-        }
-        if !write.indexed.emails.is_empty() {
-            let mut insert = QueryBuilder::new("");
-            push_emails_insert(
-                &mut insert,
-                connection_id,
-                EmailsOf::Seq(seq),
-                &write.indexed.emails,
-            );
-            insert.build().execute(&mut **tx).await?;
+        for mut statement in
+            emails_statements(connection_id, (kind, seq), &write.indexed.emails, created)
+        {
+            statement.build().execute(&mut **tx).await?;
         }
         let mut delta = MemberDelta::default();
         for run in MemberRun::of(&write.members) {
