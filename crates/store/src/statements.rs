@@ -44,6 +44,10 @@ pub(crate) fn push_resource_insert<'a, DB>(
     qb.push(")");
 }
 
+/// The columns an event insert names, in the order [`push_event_values`] binds them.
+pub(crate) const EVENT_INSERT_COLUMNS: &str =
+    "id, event_type, connection_id, customer_id, occurred_at, data, changes";
+
 /// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) to `qb`.
 pub(crate) fn push_events_insert<'a, DB>(
     qb: &mut QueryBuilder<'a, DB>,
@@ -55,10 +59,22 @@ pub(crate) fn push_events_insert<'a, DB>(
     Option<String>: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
+    qb.push(format!("INSERT INTO events ({EVENT_INSERT_COLUMNS}) "));
+    push_event_values(qb, events, at);
+}
+
+/// Appends the `VALUES` list of `events`, in [`EVENT_INSERT_COLUMNS`] order.
+pub(crate) fn push_event_values<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    events: &[NewEvent],
+    at: OffsetDateTime,
+) where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    Option<String>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
     let at = micros(at);
-    qb.push(
-        "INSERT INTO events (id, event_type, connection_id, customer_id, occurred_at, data, changes) ",
-    );
     qb.push_values(events, |mut row, event| {
         row.push_bind(new_event_id())
             .push_bind(event.event_type.clone())

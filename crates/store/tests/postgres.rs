@@ -3,11 +3,14 @@
 
 mod suite;
 
-use scimgate_store::postgres::PgStore;
+use scimgate_store::postgres::{PgStore, EVENTS_LOCK};
 use scimgate_store::testing::TempPostgres;
+use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
 
-use scimgate_store::{EventSource, Kind, Load, Member, MemberOp, Store, StoreError};
+use scimgate_store::{
+    ConnectionUpdate, EventSource, Kind, Load, Member, MemberOp, Store, StoreError, StoredMapping,
+};
 
 async fn fresh(events: Arc<dyn EventSource>) -> (PgStore, TempPostgres) {
     let db = TempPostgres::create()
@@ -18,6 +21,81 @@ async fn fresh(events: Arc<dyn EventSource>) -> (PgStore, TempPostgres) {
 }
 
 store_suite!(fresh);
+
+/// An event that took its sequence early but commits late: nothing after it is published until
+/// it commits, so a reader following the log cannot pass it, and then it comes first.
+#[tokio::test]
+async fn an_event_numbered_early_and_committed_late_is_never_passed() {
+    let (store, db) = fresh(suite::describer()).await;
+    let (new, key) = suite::new_connection("slow");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let published = suite::events_after(&store, 0).await.len() as i64;
+    let mut slow = PgConnection::connect(&db.url).await.expect("connect");
+    let mut slow = slow.begin().await.expect("begin");
+    // What every write's event insert does: the shared lock, then the sequence.
+    sqlx::query(&format!(
+        "INSERT INTO events (id, event_type, connection_id, occurred_at, data, changes) \
+         SELECT 'evt_slow', 'user.updated', $1, 0, '{{}}', '[]' FROM (SELECT pg_advisory_xact_lock_shared({EVENTS_LOCK})) AS events_lock"
+    ))
+    .bind(&c.id)
+    .execute(&mut *slow)
+    .await
+    .expect("the slow writer's event");
+    store
+        .create_resource(&c.id, Kind::User, "fast", suite::user("fast", "f@x.org"))
+        .await
+        .expect("a write that commits first");
+    assert_eq!(
+        store.sequence_events().await.expect("sequence"),
+        0,
+        "the sequencer waits for the slow writer, then gives up"
+    );
+    assert_eq!(store.last_sequence().await.expect("last"), published);
+    assert!(store
+        .events(&suite::all(published))
+        .await
+        .expect("read")
+        .is_empty());
+    slow.commit().await.expect("the slow writer commits");
+    let after = suite::events_after(&store, published).await;
+    let types: Vec<&str> = after.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["user.updated", "user.created"]);
+    assert_eq!(after[0].id, "evt_slow");
+    assert!(after[0].sequence < after[1].sequence);
+}
+
+/// A mapping change waits for the group writes under way on its connection (they hold its
+/// membership lock shared), so none of them touches members by the mapping it replaces.
+#[tokio::test]
+async fn a_mapping_change_waits_for_group_writes_under_way() {
+    let (store, db) = fresh(suite::describer()).await;
+    let (new, key) = suite::new_connection("mapped");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let mut writer = PgConnection::connect(&db.url).await.expect("connect");
+    let mut writer = writer.begin().await.expect("begin");
+    // What every group write takes first.
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended('memberships:' || $1, 0))")
+        .bind(&c.id)
+        .execute(&mut *writer)
+        .await
+        .expect("a group write under way");
+    let change = store.update_connection(
+        &c.id,
+        ConnectionUpdate {
+            custom_mapping: Some(Some(StoredMapping {
+                value: serde_json::json!({"group_role_mappings": [{"group": "G", "role": "admin"}]}),
+                reads_groups: true,
+            })),
+            ..Default::default()
+        },
+    );
+    tokio::pin!(change);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await;
+    assert!(waited.is_err(), "the mapping changed under a group write");
+    writer.commit().await.expect("the group write commits");
+    let changed = change.await.expect("update").expect("exists");
+    assert!(changed.custom_mapping.is_some(), "the mapping changed once it could");
+}
 
 #[tokio::test]
 async fn instances_starting_together_migrate_once() {

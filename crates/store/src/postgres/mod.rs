@@ -20,18 +20,18 @@ use crate::paging::{page_in_memory, total_from_page, Cursor};
 use crate::plan::{fold, from_micros, kind_is, micros, Indexed, Plan};
 use crate::reuse::ReusingPool;
 use crate::statements::{
-    emails_statements, push_emails_insert, push_events_insert, push_resource_insert, EmailsOf,
-    EVENTS_PER_STATEMENT,
+    emails_statements, push_emails_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
 };
 use crate::{ListQuery, MappedSave, Page, PageStart, StaleUser, Store, StoreError, StoreResult};
 
 mod outbox;
+pub use outbox::EVENTS_LOCK;
 mod setup;
 mod statistics;
 
 use std::sync::Arc;
 
-use outbox::{connection_in, group_summaries, insert_events};
+use outbox::{connection_in, group_summaries, insert_events, push_events_insert};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -215,9 +215,10 @@ enum MembershipLock {
     /// statement (see `lock_members`), so any number of them can run together without
     /// deadlocking.
     Shared,
-    /// Deletes. A user's delete removes its memberships before it can lock the user, so a
-    /// group write adding that user must not run beside it: the membership would outlive the
-    /// user.
+    /// Deletes, and mapping changes. A user's delete removes its memberships before it can
+    /// lock the user, so a group write adding that user must not run beside it: the membership
+    /// would outlive the user. A mapping change must not run beside a group write that has read
+    /// the old mapping's `mapping_reads_groups`.
     Exclusive,
 }
 
@@ -287,15 +288,17 @@ fn ids_of(rows: Vec<PgRow>) -> StoreResult<Vec<String>> {
         .collect::<Result<_, _>>()?)
 }
 
-/// Whether the connection's mapping reads groups (see [`StoredMapping::reads_groups`]). The
-/// share lock holds off a mapping change until this write commits, so the recompute that change
-/// starts sees this write's memberships.
+/// Whether the connection's mapping reads groups (see [`StoredMapping::reads_groups`]). Only
+/// writes holding the connection's membership lock ask, and a mapping change takes that lock
+/// alone: it waits for this write to commit, so the recompute it starts sees this write's
+/// memberships. (A share lock on the connection's row did the same, but every group write
+/// taking it made the row's lockers a new multixact each time.)
 async fn mapping_reads_groups(
     conn: &mut sqlx::PgConnection,
     connection_id: &str,
 ) -> StoreResult<bool> {
     let flag: Option<bool> =
-        sqlx::query_scalar("SELECT mapping_reads_groups FROM connections WHERE id = $1 FOR SHARE")
+        sqlx::query_scalar("SELECT mapping_reads_groups FROM connections WHERE id = $1")
             .bind(connection_id)
             .fetch_optional(conn)
             .await?;
@@ -718,6 +721,11 @@ impl Store for PgStore {
         update: ConnectionUpdate,
     ) -> StoreResult<Option<Connection>> {
         let mut tx = self.pool.begin().await?;
+        if update.custom_mapping.is_some() {
+            // Whether the mapping reads groups decides how group writes touch their members:
+            // none may be half-way through while it changes (see `mapping_reads_groups`).
+            lock_memberships(&mut tx, id, MembershipLock::Exclusive).await?;
+        }
         // Locked first, so `before` is what this update changes.
         sqlx::query("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -1170,14 +1178,14 @@ impl Store for PgStore {
             Kind::User => group_summaries(&mut tx, connection_id, id).await?,
             Kind::Group => Vec::new(),
         };
-        if let Some(connection) = connection_in(&mut *tx, connection_id).await? {
-            let events = self.events.events(Effect::ResourceDeleted {
+        let events = match connection_in(&mut *tx, connection_id).await? {
+            Some(connection) => self.events.events(Effect::ResourceDeleted {
                 connection: &connection,
                 resource: &before,
                 groups: &groups,
-            });
-            insert_events(&mut tx, events).await?;
-        }
+            }),
+            None => Vec::new(),
+        };
         if let Some(expected) = expected_version {
             if expected != version {
                 return Err(StoreError::VersionMismatch {
@@ -1239,6 +1247,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,6 +1,9 @@
-//! The outbox and webhook queues on PostgreSQL. Writers commit concurrently, so events are
-//! inserted without a sequence and numbered afterwards by [`PgStore::sequence_committed`],
-//! which holds the single `event_sequencer` row while it numbers what is already committed.
+//! The outbox and webhook queues on PostgreSQL. Writers commit concurrently and an event takes
+//! its sequence when it is inserted, so sequences are not in commit order: a reader must not
+//! see `n + 1` before `n` has committed. Every event insert therefore holds [`EVENTS_LOCK`]
+//! shared until its transaction ends, and [`PgStore::sequence_committed`] takes it alone for an
+//! instant: every sequence handed out before that instant belongs to a finished transaction, so
+//! it publishes them (`event_sequencer.last`), and readers read only what is published.
 //! Queue changes lock the rows they read (`FOR UPDATE`, `SKIP LOCKED` for claims) so several
 //! instances can dispatch from one database.
 
@@ -12,11 +15,23 @@ use super::{connection_from_row, now, opt_time, PgStore, CONNECTION_COLUMNS};
 use crate::events::*;
 use crate::model::Connection;
 use crate::plan::{from_micros, micros};
-use crate::statements::{push_events_insert, EVENTS_PER_STATEMENT};
+use crate::statements::{push_event_values, EVENTS_PER_STATEMENT, EVENT_INSERT_COLUMNS};
 use crate::{StoreError, StoreResult};
 
 /// The advisory lock key that serializes fan-outs ("scimgate fan-out").
 const FAN_OUT_LOCK: i64 = 0x5c16_a7e0_fa40;
+
+/// The advisory lock key every event insert holds shared, and the sequencer alone ("scimgate
+/// events").
+pub const EVENTS_LOCK: i64 = 0x5c16_a7e0_e7e0;
+
+/// How long the sequencer waits for the writers inserting events to finish. They hold the lock
+/// only from their last statement to their commit; a longer wait means one is stuck, and
+/// writers queued behind the sequencer would wait with it, so it gives up and tries next round.
+const SEQUENCER_WAIT: &str = "200ms";
+
+/// PostgreSQL's `lock_not_available`, what a lock wait past `lock_timeout` fails with.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
@@ -59,6 +74,9 @@ pub(super) async fn group_summaries(
         .collect()
 }
 
+/// Inserts a write's events. It must be the write's last statement before its commit: from here
+/// on the transaction holds [`EVENTS_LOCK`], and a write that then waited for a row lock could
+/// wait on a writer queued behind the sequencer, which waits for it.
 pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> StoreResult<()> {
     // One write's events share one time, whichever statement carries them.
     let at = now();
@@ -68,6 +86,21 @@ pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> Sto
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) that takes
+/// [`EVENTS_LOCK`] shared before the column default hands out their sequences: every row of the
+/// join needs the lock's row first.
+pub(super) fn push_events_insert(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    events: &[NewEvent],
+    at: OffsetDateTime,
+) {
+    qb.push(format!(
+        "INSERT INTO events ({EVENT_INSERT_COLUMNS}) SELECT v.* FROM (SELECT pg_advisory_xact_lock_shared({EVENTS_LOCK})) AS events_lock, ("
+    ));
+    push_event_values(qb, events, at);
+    qb.push(format!(") AS v ({EVENT_INSERT_COLUMNS})"));
 }
 
 fn json(text: &str, what: &str) -> StoreResult<serde_json::Value> {
@@ -154,34 +187,42 @@ async fn queue_delivery(
 }
 
 impl PgStore {
-    /// Numbers the committed events that have no sequence yet, oldest insert first. The lock
-    /// on the sequencer row makes numbering one at a time; the statements after it see every
-    /// commit that finished before the lock was granted, so nothing committed earlier can be
-    /// numbered after something committed later.
+    /// Publishes every sequence handed out so far; returns how many events that made readable.
+    /// Once [`EVENTS_LOCK`] is granted alone, every transaction that took a sequence has ended, and
+    /// any later one waits for the grant to end before it takes a sequence, which will be higher.
+    /// The grant lasts one read: the transaction writes nothing, so its commit waits for no disk.
     pub(super) async fn sequence_committed(&self) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
-        let last: i64 =
-            sqlx::query_scalar("SELECT last FROM event_sequencer WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-        let numbered: Option<i64> = sqlx::query_scalar(
-            "WITH pending AS (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM events WHERE sequence IS NULL ORDER BY seq LIMIT 10000), \
-             done AS (UPDATE events e SET sequence = $1 + pending.n FROM pending WHERE e.seq = pending.seq RETURNING e.sequence) \
-             SELECT max(sequence) FROM done",
-        )
-        .bind(last)
-        .fetch_one(&mut *tx)
-        .await?;
-        let Some(top) = numbered else {
-            tx.rollback().await?;
-            return Ok(0);
-        };
-        sqlx::query("UPDATE event_sequencer SET last = $1 WHERE id = 1")
-            .bind(top)
-            .execute(&mut *tx)
+        let mut barrier = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{SEQUENCER_WAIT}'"))
+            .execute(&mut *barrier)
             .await?;
-        tx.commit().await?;
-        Ok((top - last) as u64)
+        match sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENTS_LOCK)
+            .execute(&mut *barrier)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                tracing::debug!("writers held the events lock; sequencing next round");
+                return Ok(0);
+            }
+            other => other?,
+        };
+        let handed_out: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_sequence",
+        )
+        .fetch_one(&mut *barrier)
+        .await?;
+        barrier.commit().await?;
+        // Several instances may publish at once; `last` only grows.
+        let published: Option<i64> = sqlx::query_scalar(
+            "WITH before AS (SELECT last FROM event_sequencer WHERE id = 1 FOR UPDATE) \
+             UPDATE event_sequencer s SET last = $1 FROM before WHERE s.id = 1 AND before.last < $1 \
+             RETURNING (SELECT count(*) FROM events WHERE sequence > before.last AND sequence <= $1)",
+        )
+        .bind(handed_out)
+        .fetch_optional(&self.statements)
+        .await?;
+        Ok(published.unwrap_or(0) as u64)
     }
 
     pub(super) async fn read_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
@@ -204,7 +245,7 @@ impl PgStore {
             }
             qb.push(")");
         }
-        qb.push(" ORDER BY e.sequence LIMIT ")
+        qb.push(" AND e.sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY e.sequence LIMIT ")
             .push_bind(i64::from(query.limit));
         let rows = qb.build().fetch_all(&self.statements).await?;
         rows.iter().map(event_from_row).collect()
@@ -223,7 +264,7 @@ impl PgStore {
         loop {
             let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE occurred_at < $1 AND sequence IS NOT NULL ORDER BY seq LIMIT 1000)",
+                "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE occurred_at < $1 AND sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY sequence LIMIT 1000)",
             )
             .bind(micros(before))
             .execute(&mut *tx)
@@ -249,6 +290,7 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let at = micros(now());
+        let mut events = Vec::new();
         for (hash, connection_id, expires_at) in &rows {
             sqlx::query("UPDATE scim_keys SET expiry_warned_at = $1 WHERE hash = $2")
                 .bind(at)
@@ -256,13 +298,13 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             if let Some(connection) = connection_in(&mut *tx, connection_id).await? {
-                let events = self.events.events(Effect::ScimKeyExpiring {
+                events.extend(self.events.events(Effect::ScimKeyExpiring {
                     connection: &connection,
                     expires_at: from_micros(*expires_at),
-                });
-                insert_events(&mut tx, events).await?;
+                }));
             }
         }
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
     }
@@ -271,7 +313,7 @@ impl PgStore {
         &self,
         new: NewWebhookEndpoint,
     ) -> StoreResult<WebhookEndpoint> {
-        // What was committed before the endpoint existed is not for it, sequenced or not.
+        // What was committed before the endpoint existed is not for it, published or not.
         self.sequence_committed().await?;
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
@@ -413,7 +455,7 @@ impl PgStore {
             return Ok(0);
         };
         let events: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT sequence, event_type, connection_id FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+            "SELECT sequence, event_type, connection_id FROM events WHERE sequence > $1 AND sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY sequence LIMIT $2",
         )
         .bind(from)
         .bind(i64::from(limit))
