@@ -48,21 +48,6 @@ pub(crate) fn push_resource_insert<'a, DB>(
 pub(crate) const EVENT_INSERT_COLUMNS: &str =
     "id, event_type, connection_id, customer_id, occurred_at, data, changes";
 
-/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]) to `qb`.
-pub(crate) fn push_events_insert<'a, DB>(
-    qb: &mut QueryBuilder<'a, DB>,
-    events: &[NewEvent],
-    at: OffsetDateTime,
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    Option<String>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    qb.push(format!("INSERT INTO events ({EVENT_INSERT_COLUMNS}) "));
-    push_event_values(qb, events, at);
-}
-
 /// Appends the `VALUES` list of `events`, in [`EVENT_INSERT_COLUMNS`] order.
 pub(crate) fn push_event_values<'a, DB>(
     qb: &mut QueryBuilder<'a, DB>,

@@ -94,7 +94,10 @@ async fn a_mapping_change_waits_for_group_writes_under_way() {
     assert!(waited.is_err(), "the mapping changed under a group write");
     writer.commit().await.expect("the group write commits");
     let changed = change.await.expect("update").expect("exists");
-    assert!(changed.custom_mapping.is_some(), "the mapping changed once it could");
+    assert!(
+        changed.custom_mapping.is_some(),
+        "the mapping changed once it could"
+    );
 }
 
 #[tokio::test]

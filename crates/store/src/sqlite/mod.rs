@@ -28,12 +28,11 @@ use std::sync::Arc;
 
 use checkpoint::{Checkpointer, RestartRequest};
 use commit::GroupCommit;
-use outbox::{connection_in, group_summaries, insert_events};
+use outbox::{connection_in, group_summaries, insert_events, push_events_insert};
 
 use crate::reuse::ReusingPool;
 use crate::statements::{
-    emails_statements, push_emails_insert, push_events_insert, push_resource_insert, EmailsOf,
-    EVENTS_PER_STATEMENT,
+    emails_statements, push_emails_insert, push_resource_insert, EmailsOf, EVENTS_PER_STATEMENT,
 };
 
 /// Each reader holds its own page cache and prepared statements, and runs on a thread of its

@@ -10,7 +10,7 @@ use super::{connection_from_row, now, opt_time, SqliteStore, CONNECTION_COLUMNS}
 use crate::events::*;
 use crate::model::Connection;
 use crate::plan::{from_micros, micros};
-use crate::statements::{push_events_insert, EVENTS_PER_STATEMENT};
+use crate::statements::{push_event_values, EVENTS_PER_STATEMENT, EVENT_INSERT_COLUMNS};
 use crate::{StoreError, StoreResult};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -63,6 +63,17 @@ pub(super) async fn insert_events(tx: &mut Tx<'_>, events: Vec<NewEvent>) -> Sto
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends one `INSERT` of `events` (at most [`EVENTS_PER_STATEMENT`]); the table's
+/// `AUTOINCREMENT` key numbers them, in commit order since the writer is alone.
+pub(super) fn push_events_insert(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    events: &[NewEvent],
+    at: OffsetDateTime,
+) {
+    qb.push(format!("INSERT INTO events ({EVENT_INSERT_COLUMNS}) "));
+    push_event_values(qb, events, at);
 }
 
 fn json(text: &str, what: &str) -> StoreResult<serde_json::Value> {
