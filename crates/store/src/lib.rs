@@ -300,9 +300,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<RequestLogEntry>>;
 
-    /// Gives committed events their sequence numbers; returns how many. Writes call nothing:
-    /// a dispatcher calls this after writes and periodically (a crash between a commit and
-    /// this call only delays the events).
+    /// Makes committed events readable; returns how many. PostgreSQL's writers number events
+    /// out of commit order, and this publishes how far the numbers are all committed; SQLite's
+    /// are readable at their commit. Writes call nothing: a dispatcher calls this after writes
+    /// and periodically (a crash between a commit and this call only delays the events).
     async fn sequence_events(&self) -> StoreResult<u64>;
     /// Sequenced events in sequence order.
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
