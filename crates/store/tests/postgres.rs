@@ -296,15 +296,38 @@ async fn concurrent_group_writes_sharing_members_never_deadlock() {
     }
 }
 
+/// A store with one connection, and a pool of its own to read PostgreSQL's statistics with.
+async fn maintained(
+    customer: &str,
+) -> (
+    PgStore,
+    TempPostgres,
+    scimgate_store::Connection,
+    sqlx::PgPool,
+) {
+    let (store, db) = fresh(suite::describer()).await;
+    let (new, key) = suite::new_connection(customer);
+    let c = store.create_connection(new, key).await.expect("connection");
+    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    (store, db, c, admin)
+}
+
+async fn create_users(store: &PgStore, connection_id: &str, n: usize) {
+    for i in 0..n {
+        let id = format!("u{i}");
+        store
+            .create_resource(connection_id, Kind::User, &id, suite::user(&id, "x@x.org"))
+            .await
+            .expect("user");
+    }
+}
+
 /// A directory growing from nothing gets planner statistics without waiting for autovacuum
 /// (which this machine's PostgreSQL has turned off), so cached plans are made again for its
 /// real size.
 #[tokio::test]
 async fn statistics_follow_a_growing_directory() {
-    let (store, db) = fresh(suite::describer()).await;
-    let (new, key) = suite::new_connection("growing");
-    let c = store.create_connection(new, key).await.expect("connection");
-    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let (store, _db, c, admin) = maintained("growing").await;
     let rows_seen = |pool: &sqlx::PgPool| {
         let pool = pool.clone();
         async move {
@@ -317,13 +340,7 @@ async fn statistics_follow_a_growing_directory() {
         }
     };
     assert!(rows_seen(&admin).await < 0.0, "never analyzed yet");
-    for i in 0..300 {
-        let id = format!("u{i}");
-        store
-            .create_resource(&c.id, Kind::User, &id, suite::user(&id, "x@x.org"))
-            .await
-            .expect("user");
-    }
+    create_users(&store, &c.id, 300).await;
     let mut seen = -1.0;
     // Backends report their row counts within 10 s; the task looks every second.
     for _ in 0..300 {
@@ -343,10 +360,7 @@ async fn statistics_follow_a_growing_directory() {
 /// statistics a plan depends on, so the vacuum does not analyze again.
 #[tokio::test]
 async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
-    let (store, db) = fresh(suite::describer()).await;
-    let (new, key) = suite::new_connection("updated");
-    let c = store.create_connection(new, key).await.expect("connection");
-    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let (store, _db, c, admin) = maintained("updated").await;
     let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
         .fetch_one(&admin)
         .await
@@ -355,13 +369,7 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
         eprintln!("autovacuum is on here: it vacuums, not the store; nothing to test");
         return;
     }
-    for i in 0..300 {
-        let id = format!("u{i}");
-        store
-            .create_resource(&c.id, Kind::User, &id, suite::user(&id, "x@x.org"))
-            .await
-            .expect("user");
-    }
+    create_users(&store, &c.id, 300).await;
     // Statistics for all 300 now, so the growth rule has nothing left to do.
     sqlx::query("ANALYZE resources")
         .execute(&admin)
