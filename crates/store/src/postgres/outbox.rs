@@ -33,6 +33,14 @@ const SEQUENCER_WAIT: &str = "200ms";
 /// PostgreSQL's `lock_not_available`, what a lock wait past `lock_timeout` fails with.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+/// The last published sequence: how far readers may read. Nothing above it is read, even where
+/// it is already committed (see [`PgStore::sequence_committed`]).
+macro_rules! published {
+    () => {
+        "(SELECT last FROM event_sequencer WHERE id = 1)"
+    };
+}
+
 type Tx<'a> = Transaction<'a, Postgres>;
 
 pub(super) async fn connection_in<'e, E>(exec: E, id: &str) -> StoreResult<Option<Connection>>
@@ -245,14 +253,18 @@ impl PgStore {
             }
             qb.push(")");
         }
-        qb.push(" AND e.sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY e.sequence LIMIT ")
-            .push_bind(i64::from(query.limit));
+        qb.push(concat!(
+            " AND e.sequence <= ",
+            published!(),
+            " ORDER BY e.sequence LIMIT "
+        ))
+        .push_bind(i64::from(query.limit));
         let rows = qb.build().fetch_all(&self.statements).await?;
         rows.iter().map(event_from_row).collect()
     }
 
     pub(super) async fn max_sequence(&self) -> StoreResult<i64> {
-        let last: i64 = sqlx::query_scalar("SELECT last FROM event_sequencer WHERE id = 1")
+        let last: i64 = sqlx::query_scalar(concat!("SELECT ", published!()))
             .fetch_one(&self.statements)
             .await?;
         Ok(last)
@@ -264,7 +276,7 @@ impl PgStore {
         loop {
             let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
-                "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE occurred_at < $1 AND sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY sequence LIMIT 1000)",
+                concat!("DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE occurred_at < $1 AND sequence <= ", published!(), " ORDER BY sequence LIMIT 1000)"),
             )
             .bind(micros(before))
             .execute(&mut *tx)
@@ -317,10 +329,10 @@ impl PgStore {
         self.sequence_committed().await?;
         let at = micros(now());
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO webhook_endpoints (id, url, description, event_types, connection_id, enabled, secret, created_at, updated_at, fanned_out_through) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT last FROM event_sequencer WHERE id = 1))",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ", published!(), ")",
+        ))
         .bind(&new.id)
         .bind(&new.url)
         .bind(&new.description)
@@ -425,9 +437,11 @@ impl PgStore {
 
     pub(super) async fn fan_out(&self, limit: u32) -> StoreResult<u64> {
         // Most calls find nothing to do: find that out without taking the write lock.
-        let behind: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM webhook_endpoints WHERE fanned_out_through < (SELECT last FROM event_sequencer WHERE id = 1) LIMIT 1",
-        )
+        let behind: Option<i32> = sqlx::query_scalar(concat!(
+            "SELECT 1 FROM webhook_endpoints WHERE fanned_out_through < ",
+            published!(),
+            " LIMIT 1"
+        ))
         .fetch_optional(&self.statements)
         .await?;
         if behind.is_none() {
@@ -455,7 +469,7 @@ impl PgStore {
             return Ok(0);
         };
         let events: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT sequence, event_type, connection_id FROM events WHERE sequence > $1 AND sequence <= (SELECT last FROM event_sequencer WHERE id = 1) ORDER BY sequence LIMIT $2",
+            concat!("SELECT sequence, event_type, connection_id FROM events WHERE sequence > $1 AND sequence <= ", published!(), " ORDER BY sequence LIMIT $2"),
         )
         .bind(from)
         .bind(i64::from(limit))
