@@ -386,10 +386,11 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
             .expect("counts")
         }
     };
-    // An ANALYZE the task chose before ours may still be running: wait for a quiet tick.
+    // An ANALYZE the task chose before ours may still be running, or done and not yet counted
+    // (a backend reports its counts at most once a second): wait for three quiet ticks.
     let (vacuumed, analyzed) = loop {
         let before = counts(&admin).await;
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
         if counts(&admin).await == before {
             break before;
         }
