@@ -423,3 +423,59 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
     assert_eq!(now.1, analyzed, "the vacuum analyzed the table again");
     admin.close().await;
 }
+
+/// Memberships are only ever inserted and deleted, and a user's groups are read by an index-only
+/// scan of them, which must visit every page not yet marked all-visible: a page that only gained
+/// rows is not until a VACUUM. So inserts count toward vacuuming, as autovacuum counts them.
+#[tokio::test]
+async fn inserted_memberships_are_vacuumed_so_groups_read_from_the_index() {
+    let (store, _db, c, admin) = maintained("inserted").await;
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&admin)
+        .await
+        .expect("setting");
+    if autovacuum != "off" {
+        eprintln!("autovacuum is on here: it vacuums, not the store; nothing to test");
+        return;
+    }
+    create_users(&store, &c.id, 300).await;
+    for g in 0..5 {
+        let members = (0..300)
+            .map(|i| MemberOp::Add(suite::member(&format!("u{i}"))))
+            .collect();
+        store
+            .create_resource(
+                &c.id,
+                Kind::Group,
+                &format!("g{g}"),
+                suite::group(&format!("group {g}"), members),
+            )
+            .await
+            .expect("group");
+    }
+    let vacuums = || {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'memberships'",
+            )
+            .fetch_one(&admin)
+            .await
+            .expect("vacuum count")
+        }
+    };
+    // Backends report their inserts within a second or so; the task looks every second.
+    let mut vacuumed = vacuums().await;
+    for _ in 0..300 {
+        if vacuumed > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        vacuumed = vacuums().await;
+    }
+    assert!(
+        vacuumed > 0,
+        "1,500 inserted memberships were never vacuumed"
+    );
+    admin.close().await;
+}

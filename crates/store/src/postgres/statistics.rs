@@ -17,11 +17,14 @@
 //! next step is often a walk of the users, counted on every page. It leaves the file's length
 //! alone: shortening it needs an exclusive lock that a busy table keeps VACUUM waiting 5 s for.
 //!
-//! The threshold counts the rows updated or deleted since this task's last VACUUM of the table,
-//! not only PostgreSQL's count of dead rows: pruning a page as it is read removes dead versions
-//! and lowers that count, but leaves their index entries and the page not all-visible, which
-//! only VACUUM fixes. After the membership PATCHes of a 100,000-user sync the count said none
-//! were dead, and page 500 of the walk read 50,000 users from the heap (220 ms).
+//! The threshold counts the rows inserted, updated or deleted since this task's last VACUUM of
+//! the table, not only PostgreSQL's count of dead rows: pruning a page as it is read removes dead
+//! versions and lowers that count, but leaves their index entries and the page not all-visible,
+//! which only VACUUM fixes. After the membership PATCHes of a 100,000-user sync the count said
+//! none were dead, and page 500 of the walk read 50,000 users from the heap (220 ms). Inserts
+//! count as autovacuum counts them (its insert threshold is the same fifth): a page that only
+//! gained rows is not all-visible either until a VACUUM, and a user's groups are read by an
+//! index-only scan of the memberships that visits every such page.
 //!
 //! It analyzes only a table that has grown: updates change no statistics a plan depends on, and
 //! analyzing the users with every VACUUM took a tenth of PostgreSQL's CPU during a sync's
@@ -38,8 +41,8 @@ use tokio::sync::oneshot;
 const EVERY: Duration = Duration::from_secs(1);
 /// Below this many rows any plan is cheap.
 const FIRST_AT: i64 = 100;
-/// Rows a table may have updated or deleted, beyond a fifth of its live ones, before it is
-/// vacuumed (only where autovacuum is off).
+/// Rows a table may have inserted, updated or deleted, beyond a fifth of its live ones, before it
+/// is vacuumed (only where autovacuum is off).
 const VACUUM_AT: i64 = 1000;
 
 /// Stops the task when dropped (with the store that owns it).
@@ -75,8 +78,8 @@ impl Statistics {
     }
 }
 
-/// Per table, its rows updated or deleted (PostgreSQL's cumulative counters) when this task last
-/// vacuumed it, or first looked at it.
+/// Per table, its rows inserted, updated or deleted (PostgreSQL's cumulative counters) when this
+/// task last vacuumed it, or first looked at it.
 type ModifiedAtVacuum = HashMap<String, i64>;
 
 async fn maintain(
@@ -107,7 +110,7 @@ async fn vacuum_and_analyze_due_tables(
                 s.n_live_tup >= greatest(2 * c.reltuples, $1), \
                 current_setting('autovacuum') = 'off' \
                   AND coalesce(s.last_vacuum, '-infinity') < now() - least(interval '10 seconds', interval '1 second' * greatest(1, s.n_live_tup / 10000.0)), \
-                s.n_live_tup, s.n_dead_tup, s.n_tup_upd + s.n_tup_del \
+                s.n_live_tup, s.n_dead_tup, s.n_tup_ins + s.n_tup_upd + s.n_tup_del \
          FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
          WHERE s.schemaname = current_schema()",
     )
