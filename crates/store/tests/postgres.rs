@@ -354,6 +354,19 @@ async fn statistics_follow_a_growing_directory() {
     admin.close().await;
 }
 
+/// Whether autovacuum is off here, so that the store's own maintenance is what vacuums; where
+/// it is on, a test of that maintenance has nothing to test.
+async fn store_vacuums(admin: &sqlx::PgPool) -> bool {
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(admin)
+        .await
+        .expect("setting");
+    if autovacuum != "off" {
+        eprintln!("autovacuum is on here: it vacuums, not the store; nothing to test");
+    }
+    autovacuum == "off"
+}
+
 /// Updates leave dead row versions, which the store's maintenance vacuums away where autovacuum
 /// is off, even once PostgreSQL has pruned them from their pages and counts none dead (their
 /// index entries stay, and the pages are not all-visible until a VACUUM). Updates change no
@@ -361,12 +374,7 @@ async fn statistics_follow_a_growing_directory() {
 #[tokio::test]
 async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
     let (store, _db, c, admin) = maintained("updated").await;
-    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-        .fetch_one(&admin)
-        .await
-        .expect("setting");
-    if autovacuum != "off" {
-        eprintln!("autovacuum is on here: it vacuums, not the store; nothing to test");
+    if !store_vacuums(&admin).await {
         return;
     }
     create_users(&store, &c.id, 300).await;
@@ -430,12 +438,7 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
 #[tokio::test]
 async fn inserted_memberships_are_vacuumed_so_groups_read_from_the_index() {
     let (store, _db, c, admin) = maintained("inserted").await;
-    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-        .fetch_one(&admin)
-        .await
-        .expect("setting");
-    if autovacuum != "off" {
-        eprintln!("autovacuum is on here: it vacuums, not the store; nothing to test");
+    if !store_vacuums(&admin).await {
         return;
     }
     create_users(&store, &c.id, 300).await;
