@@ -322,6 +322,34 @@ async fn create_users(store: &PgStore, connection_id: &str, n: usize) {
     }
 }
 
+/// Reads `read` every 100 ms until `done` holds of it, for 30 s at most, and returns the last
+/// reading: backends report their counts within about 10 s, and the store's maintenance looks
+/// every second.
+async fn poll<T, F, Fut>(mut read: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut last = read().await;
+    for _ in 0..300 {
+        if done(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        last = read().await;
+    }
+    last
+}
+
+/// How many times `table` has been vacuumed, as PostgreSQL's statistics say.
+async fn vacuum_count(admin: &sqlx::PgPool, table: &str) -> i64 {
+    sqlx::query_scalar("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = $1")
+        .bind(table)
+        .fetch_one(admin)
+        .await
+        .expect("vacuum count")
+}
+
 /// A directory growing from nothing gets planner statistics without waiting for autovacuum
 /// (which this machine's PostgreSQL has turned off), so cached plans are made again for its
 /// real size.
@@ -341,15 +369,7 @@ async fn statistics_follow_a_growing_directory() {
     };
     assert!(rows_seen(&admin).await < 0.0, "never analyzed yet");
     create_users(&store, &c.id, 300).await;
-    let mut seen = -1.0;
-    // Backends report their row counts within 10 s; the task looks every second.
-    for _ in 0..300 {
-        seen = rows_seen(&admin).await;
-        if seen >= 100.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let seen = poll(|| rows_seen(&admin), |seen| *seen >= 100.0).await;
     assert!(seen >= 100.0, "statistics still say {seen} rows");
     admin.close().await;
 }
@@ -383,17 +403,6 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
         .execute(&admin)
         .await
         .expect("analyze");
-    let vacuums = || {
-        let admin = admin.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'resources'",
-            )
-            .fetch_one(&admin)
-            .await
-            .expect("vacuum count")
-        }
-    };
     // Which ANALYZE wrote the statistics, from the catalog (each ANALYZE rewrites its rows, a
     // VACUUM leaves them): the statistics views would do, but a backend that goes idle reports
     // its counts up to 10 s late, so a count can rise long after the ANALYZE it counts.
@@ -416,7 +425,7 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
             break before;
         }
     };
-    let vacuumed = vacuums().await;
+    let vacuumed = vacuum_count(&admin, "resources").await;
     for round in 0..5 {
         for i in 0..300 {
             let id = format!("u{i}");
@@ -432,15 +441,7 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
                 .expect("update");
         }
     }
-    let mut now = vacuums().await;
-    // Backends report their dead rows within 10 s; the task looks every second.
-    for _ in 0..300 {
-        if now > vacuumed {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        now = vacuums().await;
-    }
+    let now = poll(|| vacuum_count(&admin, "resources"), |n| *n > vacuumed).await;
     assert!(now > vacuumed, "1,500 updated users were never vacuumed");
     assert_eq!(
         analyzed_by().await,
@@ -474,26 +475,7 @@ async fn inserted_memberships_are_vacuumed_so_groups_read_from_the_index() {
             .await
             .expect("group");
     }
-    let vacuums = || {
-        let admin = admin.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'memberships'",
-            )
-            .fetch_one(&admin)
-            .await
-            .expect("vacuum count")
-        }
-    };
-    // Backends report their inserts within a second or so; the task looks every second.
-    let mut vacuumed = vacuums().await;
-    for _ in 0..300 {
-        if vacuumed > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        vacuumed = vacuums().await;
-    }
+    let vacuumed = poll(|| vacuum_count(&admin, "memberships"), |n| *n > 0).await;
     assert!(
         vacuumed > 0,
         "1,500 inserted memberships were never vacuumed"
