@@ -19,6 +19,8 @@ pub struct Stats {
     pub machine_busy: Option<f64>,
     /// CPU time the server under test spent (user and system), if it is being watched.
     pub server_cpu: Option<Duration>,
+    /// CPU time this tool spent: the client's side, and for the ceilings the server's too.
+    pub tool_cpu: Option<Duration>,
 }
 
 impl Stats {
@@ -29,7 +31,12 @@ impl Stats {
     /// The server's CPU time per operation, in microseconds.
     pub fn server_cpu_per_op_us(&self) -> Option<f64> {
         let cpu = self.server_cpu?;
-        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
+        per_op_us(cpu, self.ops)
+    }
+
+    /// This tool's CPU time per operation, in microseconds.
+    pub fn tool_cpu_per_op_us(&self) -> Option<f64> {
+        per_op_us(self.tool_cpu?, self.ops)
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
@@ -39,6 +46,10 @@ impl Stats {
         let at = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[at - 1]
     }
+}
+
+fn per_op_us(cpu: Duration, ops: u64) -> Option<f64> {
+    (ops > 0).then(|| cpu.as_secs_f64() * 1e6 / ops as f64)
 }
 
 /// The server under test, whose CPU time every scenario from now on records.
@@ -91,7 +102,11 @@ where
 {
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
-    let (machine_before, server_before) = (machine_ticks(), server_cpu());
+    let (machine_before, server_before, tool_before) = (
+        machine_ticks(),
+        server_cpu(),
+        process_cpu(std::process::id()),
+    );
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
@@ -126,6 +141,7 @@ where
         latencies: Vec::with_capacity(count as usize),
         machine_busy: None,
         server_cpu: None,
+        tool_cpu: None,
     };
     for worker in workers {
         match worker.await {
@@ -153,6 +169,9 @@ where
             });
     stats.server_cpu = server_before
         .zip(server_cpu())
+        .map(|(before, after)| after.saturating_sub(before));
+    stats.tool_cpu = tool_before
+        .zip(process_cpu(std::process::id()))
         .map(|(before, after)| after.saturating_sub(before));
     stats.ops = stats.latencies.len() as u64;
     stats.latencies.sort_unstable();

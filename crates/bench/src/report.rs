@@ -68,7 +68,7 @@ impl Report {
     pub fn print(&self) {
         println!("scimgate-bench {}", self.args);
         println!(
-            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18} {:>9} {:>12}",
+            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18} {:>9} {:>12} {:>10}",
             "scenario",
             "ops",
             "ops/s",
@@ -78,11 +78,12 @@ impl Report {
             "errors",
             "vs ceiling",
             "CPU busy",
-            "server µs/op"
+            "server µs/op",
+            "tool µs/op"
         );
         let line = |s: &Stats, ratio: String| {
             println!(
-                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18} {:>9} {:>12}",
+                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18} {:>9} {:>12} {:>10}",
                 s.name,
                 s.ops,
                 s.per_second(),
@@ -94,6 +95,8 @@ impl Report {
                 s.machine_busy
                     .map_or(String::new(), |b| format!("{:.0} %", b * 100.0)),
                 s.server_cpu_per_op_us()
+                    .map_or(String::new(), |us| format!("{us:.0}")),
+                s.tool_cpu_per_op_us()
                     .map_or(String::new(), |us| format!("{us:.0}"))
             );
             if let Some(e) = &s.first_error {
@@ -142,6 +145,7 @@ impl Report {
                 "seconds": s.elapsed.as_secs_f64(), "per_second": s.per_second(),
                 "p50_ms": ms(s.percentile(0.5)), "p99_ms": ms(s.percentile(0.99)), "max_ms": ms(s.percentile(1.0)),
                 "machine_cpu_busy": s.machine_busy, "server_cpu_us_per_op": s.server_cpu_per_op_us(),
+                "tool_cpu_us_per_op": s.tool_cpu_per_op_us(),
             })
         };
         let scenarios: Vec<Value> = self
