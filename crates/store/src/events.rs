@@ -57,9 +57,10 @@ pub struct GroupSummary {
 pub trait EventSource: Send + Sync + 'static {
     fn events(&self, effect: Effect<'_>) -> Vec<NewEvent>;
 
-    /// The user's mapped view as the app sees it, from what the write's transaction sees. A
-    /// write stores it with the user, so the background recompute has nothing to do for it.
-    /// `None` leaves the user to that recompute.
+    /// The user's mapped view as the app sees it, from what the write's transaction sees (a
+    /// create, from the connection as it read it just before: a mapping changed meanwhile
+    /// leaves the user a generation behind). A write stores it with the user, so the
+    /// background recompute has nothing to do for it. `None` leaves the user to that recompute.
     fn mapped_view(
         &self,
         _connection: &Connection,

@@ -476,20 +476,17 @@ async fn write_context(
     Ok(Some(WriteContext { connection, groups }))
 }
 
-/// A new user (one without members, as every SCIM user is) in two round trips to SQLite's
-/// thread instead of seven: the connection is read, then the row, its emails and its events go
-/// as one batch of statements inside a savepoint of its own. Creates are the bulk of an initial
-/// sync, and the writer's round trips, not SQLite, were their cost.
-async fn create_user_in(
+/// A new user (one without members, as every SCIM user is), mapped and described by its
+/// caller, in one round trip to SQLite's thread: the row, its emails and its events go as one
+/// batch of statements inside a savepoint of its own. Creates are the bulk of an initial sync,
+/// and whatever a create does on the single writer, every other create waits for.
+async fn insert_user_in(
     conn: &mut SqliteConnection,
-    events: &dyn EventSource,
     connection_id: &str,
-    id: &str,
-    mut write: ResourceWrite,
+    write: ResourceWrite,
+    resource: StoredResource,
+    new_events: Vec<NewEvent>,
 ) -> StoreResult<WriteOutcome> {
-    let at = from_micros(micros(now()));
-    let connection = connection_in(conn, connection_id).await?;
-    let (resource, new_events) = WriteContext::new_user(connection, events, id, at, &mut write);
     let mut statements = QueryBuilder::new("SAVEPOINT create_user; ");
     push_resource_insert(&mut statements, connection_id, &write.indexed, &resource);
     if !write.indexed.emails.is_empty() {
@@ -497,13 +494,13 @@ async fn create_user_in(
         push_emails_insert(
             &mut statements,
             connection_id,
-            EmailsOf::Id(id),
+            EmailsOf::Id(&resource.id),
             &write.indexed.emails,
         );
     }
     for chunk in new_events.chunks(EVENTS_PER_STATEMENT) {
         statements.push("; ");
-        push_events_insert(&mut statements, chunk, at);
+        push_events_insert(&mut statements, chunk, resource.created);
     }
     statements.push("; RELEASE create_user");
     if let Err(e) = statements.build().execute(&mut *conn).await {
@@ -1093,11 +1090,20 @@ impl Store for SqliteStore {
         let events = self.events.clone();
         let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
         if kind == Kind::User && write.members.is_empty() {
+            // The connection is read and the user mapped and described here, concurrently with
+            // other requests, not on the writer, as PostgreSQL's create does. A mapping changed
+            // meanwhile leaves this user one generation behind, so the mapping worker maps it
+            // again; a connection deleted meanwhile fails the insert on its foreign key.
+            let mut write = write;
+            let connection = self.connection(&connection_id).await?;
+            let at = from_micros(micros(now()));
+            let (resource, new_events) =
+                WriteContext::new_user(connection, &*events, &id, at, &mut write);
             return self
                 .commits
                 .write_atomic(move |conn| {
                     Box::pin(async move {
-                        create_user_in(conn, &*events, &connection_id, &id, write).await
+                        insert_user_in(conn, &connection_id, write, resource, new_events).await
                     })
                 })
                 .await;

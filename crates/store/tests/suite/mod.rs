@@ -1413,6 +1413,81 @@ pub async fn writes_store_the_mapped_view(store: &dyn Store) {
     assert_eq!(read().await, stored, "nothing rewritten");
 }
 
+/// A create maps its user from the connection as it read it, which a mapping change may
+/// overtake before the insert: the user must then be stored as of the generation it was mapped
+/// with, so that the recompute takes it, never as current.
+pub async fn users_created_while_the_mapping_changes_are_left_to_the_recompute(store: &dyn Store) {
+    let (a, ka) = new_connection("remapped");
+    let a = store.create_connection(a, ka).await.expect("create");
+    let creates = (0..40).map(|i| {
+        let connection_id = a.id.clone();
+        async move {
+            store
+                .create_resource(
+                    &connection_id,
+                    Kind::User,
+                    &format!("u{i}"),
+                    user(&format!("n{i}"), "n@x"),
+                )
+                .await
+                .expect("user")
+        }
+    });
+    let change = async {
+        tokio::task::yield_now().await;
+        store
+            .update_connection(
+                &a.id,
+                ConnectionUpdate {
+                    custom_mapping: Some(Some(StoredMapping {
+                        value: json!({"group_role_mappings": []}),
+                        reads_groups: false,
+                    })),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("update")
+            .expect("exists")
+    };
+    let (created, changed) = tokio::join!(futures::future::join_all(creates), change);
+    assert_eq!(changed.mapping_generation, a.mapping_generation + 1);
+    let mut behind = Vec::new();
+    for user in &created {
+        let stored = store
+            .resource(&a.id, Kind::User, &user.resource.id, Load::default())
+            .await
+            .expect("read")
+            .expect("user");
+        let generation = stored.mapped.as_ref().expect("mapped").generation;
+        assert!(
+            generation == a.mapping_generation || generation == changed.mapping_generation,
+            "{} was mapped with generation {generation}",
+            stored.id
+        );
+        if generation < changed.mapping_generation {
+            behind.push(stored.id);
+        }
+    }
+    let mut claimed: Vec<String> = store
+        .claim_stale_users(100, std::time::Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|c| c.resource.id)
+        .collect();
+    claimed.sort();
+    behind.sort();
+    assert_eq!(
+        claimed, behind,
+        "exactly the users mapped before the change are left to the recompute"
+    );
+    assert_eq!(
+        store.mapping_progress(&a.id).await.expect("progress"),
+        (40, 40 - behind.len() as u64)
+    );
+}
+
 /// [`describer`] that also gives users a mapped view: their userName and their groups' names.
 pub fn mapper() -> std::sync::Arc<dyn EventSource> {
     struct Mapper;
@@ -2325,7 +2400,10 @@ macro_rules! store_suite {
             users_with_no_email_or_several_are_created_whole,
             membership_changes_leave_views_current_when_the_mapping_ignores_groups
         );
-        $crate::store_suite!(@cases $make(suite::mapper()); writes_store_the_mapped_view);
+        $crate::store_suite!(@cases $make(suite::mapper());
+            writes_store_the_mapped_view,
+            users_created_while_the_mapping_changes_are_left_to_the_recompute
+        );
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
