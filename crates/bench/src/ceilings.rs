@@ -25,6 +25,7 @@ use crate::BenchError;
 
 pub struct Ceilings {
     pub http: Stats,
+    pub http_process: Stats,
     pub durable_write: Stats,
     pub sqlx_read: Stats,
     pub postgres_read: Option<Stats>,
@@ -165,22 +166,82 @@ async fn postgres_read(url: &str, concurrency: usize) -> Result<Stats, BenchErro
     measured
 }
 
-/// `database` is the run's: a `postgres://` URL adds the PostgreSQL read reference.
-pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, BenchError> {
+/// The HTTP ceiling's server: a fixed SCIM user (about 1 KB) for every GET.
+fn bare_http() -> Router {
     let body: &'static str = Box::leak(user_body(0, "ceiling").to_string().into_boxed_str());
-    let http_addr = serve(Router::new().route(
+    Router::new().route(
         "/Users/x",
         get(move || async move { ([("content-type", "application/scim+json")], body) }),
-    ))
-    .await?;
-    let client = reqwest::Client::new();
-    let url = Arc::new(format!("http://{http_addr}/Users/x"));
+    )
+}
+
+async fn bare_gets(
+    name: &str,
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    concurrency: usize,
+) -> Stats {
+    let url = Arc::new(format!("http://{addr}/Users/x"));
     let c = client.clone();
-    let http = driver::run("ceiling: bare HTTP GET", concurrency, REQUESTS, move |_| {
+    driver::run(name, concurrency, REQUESTS, move |_| {
         let (c, url) = (c.clone(), url.clone());
         async move { driver::expect(c.get(url.as_str()), 200).await.map(|_| ()) }
     })
+    .await
+}
+
+/// Serves [`bare_http`] until killed, after printing its address on the first line.
+pub async fn serve_bare_http() -> Result<(), BenchError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    axum::serve(listener, bare_http()).await?;
+    Ok(())
+}
+
+/// The same bare server in a process of its own, as scimgate runs, so that its CPU time is
+/// measured apart from the client's: what answering a GET costs a server that does nothing
+/// else.
+async fn bare_http_process(
+    client: &reqwest::Client,
+    concurrency: usize,
+) -> Result<Stats, BenchError> {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--serve-bare-http")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut first_line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .await?;
+    }
+    let addr: SocketAddr = first_line.trim().parse().map_err(|_| {
+        BenchError::Server(format!(
+            "the bare HTTP server printed no address: {first_line:?}"
+        ))
+    })?;
+    driver::watch_server(child.id().unwrap_or(0));
+    let stats = bare_gets(
+        "reference: bare HTTP GET, own process",
+        client,
+        addr,
+        concurrency,
+    )
     .await;
+    driver::stop_watching_server();
+    child.kill().await?;
+    Ok(stats)
+}
+
+/// `database` is the run's: a `postgres://` URL adds the PostgreSQL read reference.
+pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, BenchError> {
+    let http_addr = serve(bare_http()).await?;
+    let client = reqwest::Client::new();
+    let http = bare_gets("ceiling: bare HTTP GET", &client, http_addr, concurrency).await;
+    let http_process = bare_http_process(&client, concurrency).await?;
 
     let dir = tempfile::tempdir()?;
     let options = SqliteConnectOptions::from_str(&format!(
@@ -253,6 +314,7 @@ pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, Ben
     };
     Ok(Ceilings {
         http,
+        http_process,
         durable_write,
         sqlx_read,
         postgres_read,

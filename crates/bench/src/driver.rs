@@ -2,8 +2,8 @@
 //! timed, each checked. An operation returns `Err` with what was wrong when its response was.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -52,11 +52,16 @@ fn per_op_us(cpu: Duration, ops: u64) -> Option<f64> {
     (ops > 0).then(|| cpu.as_secs_f64() * 1e6 / ops as f64)
 }
 
-/// The server under test, whose CPU time every scenario from now on records.
-static SERVER_PID: OnceLock<u32> = OnceLock::new();
+/// The process of the server under test, whose CPU time every scenario records while it is
+/// set; 0 when the server is this tool itself.
+static SERVER_PID: AtomicU32 = AtomicU32::new(0);
 
 pub fn watch_server(pid: u32) {
-    let _ = SERVER_PID.set(pid);
+    SERVER_PID.store(pid, Ordering::Relaxed);
+}
+
+pub fn stop_watching_server() {
+    SERVER_PID.store(0, Ordering::Relaxed);
 }
 
 /// Linux reports CPU times in clock ticks of `USER_HZ`, which is 100 on every architecture.
@@ -91,7 +96,10 @@ fn process_cpu(pid: u32) -> Option<Duration> {
 }
 
 fn server_cpu() -> Option<Duration> {
-    process_cpu(*SERVER_PID.get()?)
+    match SERVER_PID.load(Ordering::Relaxed) {
+        0 => None,
+        pid => process_cpu(pid),
+    }
 }
 
 /// Runs `op(0..count)` on `concurrency` workers.

@@ -44,11 +44,24 @@ pub struct Args {
     /// Keep the server's log (warnings and errors) in this file.
     #[arg(long)]
     server_log: Option<PathBuf>,
+    /// Serve the bare HTTP ceiling's answer and print the address: the tool starts itself so
+    /// to measure what a bare server costs in a process of its own.
+    #[arg(long, hide = true)]
+    serve_bare_http: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.serve_bare_http {
+        return match ceilings::serve_bare_http().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("scimgate-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

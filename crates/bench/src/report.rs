@@ -48,11 +48,16 @@ impl Report {
                 "concurrency": args.concurrency, "large_group": args.large_group.min(args.users),
                 "database": if args.database == "sqlite" { "sqlite" } else { "postgres" },
             }),
-            ceilings: [&ceilings.http, &ceilings.durable_write, &ceilings.sqlx_read]
-                .into_iter()
-                .chain(&ceilings.postgres_read)
-                .cloned()
-                .collect(),
+            ceilings: [
+                &ceilings.http,
+                &ceilings.http_process,
+                &ceilings.durable_write,
+                &ceilings.sqlx_read,
+            ]
+            .into_iter()
+            .chain(&ceilings.postgres_read)
+            .cloned()
+            .collect(),
             scenarios,
             peak_rss_kib,
             rss_before_paging_kib: results.rss_before_paging_kib,
