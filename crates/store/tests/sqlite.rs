@@ -228,3 +228,64 @@ async fn a_create_that_fails_after_its_row_leaves_nothing_and_its_batch_lands() 
         "no event for the refused user"
     );
 }
+
+/// Creates queued together share one transaction; when one of them fails (here, on a userName
+/// another create of the batch took), the others must still land, each with its event, and the
+/// one that failed must say why.
+#[tokio::test]
+async fn creates_queued_together_stand_or_fall_alone() {
+    let (store, _dir) = fresh(suite::describer()).await;
+    let (new, key) = suite::new_connection("together");
+    let c = store.create_connection(new, key).await.expect("connection");
+    let (store, id) = (&store, &c.id);
+    let creates = (0..30).map(|i| async move {
+        let name = match i {
+            7 => "Twin".to_owned(),
+            21 => "twin".to_owned(),
+            _ => format!("user-{i}"),
+        };
+        let result = store
+            .create_resource(
+                id,
+                Kind::User,
+                &format!("u{i}"),
+                suite::user(&name, &format!("{i}@x.org")),
+            )
+            .await;
+        (i, result)
+    });
+    let mut twins = Vec::new();
+    for (i, result) in futures::future::join_all(creates).await {
+        match (i, result) {
+            (7 | 21, result) => twins.push((i, result)),
+            (i, result) => {
+                result.unwrap_or_else(|e| panic!("u{i} must land: {e}"));
+            }
+        }
+    }
+    let (landed, taken): (Vec<_>, Vec<_>) = twins.into_iter().partition(|(_, r)| r.is_ok());
+    assert_eq!(landed.len(), 1, "one of the twins lands");
+    let (loser, error) = &taken[0];
+    assert!(
+        matches!(error, Err(scimgate_store::StoreError::UserNameTaken(name)) if name.eq_ignore_ascii_case("twin")),
+        "the other is told its userName is taken: {error:?}"
+    );
+    let lost = store
+        .resource(id, Kind::User, &format!("u{loser}"), Load::default())
+        .await
+        .expect("read");
+    assert!(lost.is_none(), "u{loser} left no row");
+    for i in (0..30).filter(|i| i != loser) {
+        let user = store
+            .resource(id, Kind::User, &format!("u{i}"), Load::default())
+            .await
+            .expect("read");
+        assert!(user.is_some(), "u{i} is stored");
+    }
+    let created = suite::events_after(store, 0)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "user.created")
+        .count();
+    assert_eq!(created, 29, "one event per user that landed");
+}

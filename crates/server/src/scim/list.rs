@@ -173,20 +173,22 @@ pub async fn list(
     ctx: &ScimContext,
     kind: Kind,
     params: &ListParams,
-) -> ScimResult<Value> {
+) -> ScimResult<ListResponse> {
     let start = params.start();
     let page = page(state, ctx, kind, params, start.clone(), params.count()).await?;
     Ok(list_response(page, &start))
 }
 
-pub fn list_response(page: RenderedPage, start: &PageStart) -> Value {
+/// The page as a ListResponse, serialized straight into the response body: a page of 100
+/// users is not worth copying into one more JSON tree first.
+pub fn list_response(page: RenderedPage, start: &PageStart) -> ListResponse {
     let start_index = match start {
         PageStart::Index(i) => Some(*i),
         PageStart::Cursor(_) => None,
     };
     let mut response = ListResponse::new(page.resources, page.total_results, start_index);
     response.next_cursor = page.next_cursor;
-    serde_json::to_value(response).unwrap_or_default()
+    response
 }
 
 /// `POST /.search` at the root: users first, then groups, paged as one list.
@@ -194,7 +196,7 @@ pub async fn search_all(
     state: &AppState,
     ctx: &ScimContext,
     params: &ListParams,
-) -> ScimResult<Value> {
+) -> ScimResult<ListResponse> {
     if params.cursor.is_some() {
         return Err(ScimError::invalid_value(
             "cursor pagination is available per resource type, not at the root",

@@ -4,12 +4,19 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use scimgate_protocol::{ScimError, ScimType};
 use scimgate_store::StoreError;
-use serde_json::Value;
+use serde::Serialize;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
-pub fn scim_json(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+pub fn scim_json(status: StatusCode, body: &impl Serialize) -> Response {
+    let text = match serde_json::to_string(body) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "a SCIM response body did not serialize");
+            return ScimFailure::status(500, "internal error").into_response();
+        }
+    };
+    let mut response = (status, text).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
