@@ -387,17 +387,33 @@ async fn store_vacuums(admin: &sqlx::PgPool) -> bool {
     autovacuum == "off"
 }
 
+/// [`maintained`] with 300 users, where the store's maintenance is what vacuums; `None` where
+/// autovacuum does it.
+async fn vacuumed_directory(
+    customer: &str,
+) -> Option<(
+    PgStore,
+    TempPostgres,
+    scimgate_store::Connection,
+    sqlx::PgPool,
+)> {
+    let (store, db, c, admin) = maintained(customer).await;
+    if !store_vacuums(&admin).await {
+        return None;
+    }
+    create_users(&store, &c.id, 300).await;
+    Some((store, db, c, admin))
+}
+
 /// Updates leave dead row versions, which the store's maintenance vacuums away where autovacuum
 /// is off, even once PostgreSQL has pruned them from their pages and counts none dead (their
 /// index entries stay, and the pages are not all-visible until a VACUUM). Updates change no
 /// statistics a plan depends on, so the vacuum does not analyze again.
 #[tokio::test]
 async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
-    let (store, _db, c, admin) = maintained("updated").await;
-    if !store_vacuums(&admin).await {
+    let Some((store, _db, c, admin)) = vacuumed_directory("updated").await else {
         return;
-    }
-    create_users(&store, &c.id, 300).await;
+    };
     // Statistics for all 300 now, so the growth rule has nothing left to do.
     sqlx::query("ANALYZE resources")
         .execute(&admin)
@@ -456,11 +472,9 @@ async fn a_directory_under_updates_is_vacuumed_without_being_analyzed_again() {
 /// rows is not until a VACUUM. So inserts count toward vacuuming, as autovacuum counts them.
 #[tokio::test]
 async fn inserted_memberships_are_vacuumed_so_groups_read_from_the_index() {
-    let (store, _db, c, admin) = maintained("inserted").await;
-    if !store_vacuums(&admin).await {
+    let Some((store, _db, c, admin)) = vacuumed_directory("inserted").await else {
         return;
-    }
-    create_users(&store, &c.id, 300).await;
+    };
     for g in 0..5 {
         let members = (0..300)
             .map(|i| MemberOp::Add(suite::member(&format!("u{i}"))))

@@ -1085,20 +1085,18 @@ impl Store for SqliteStore {
         connection_id: &str,
         kind: Kind,
         id: &str,
-        write: ResourceWrite,
+        mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let events = self.events.clone();
         let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
         if kind == Kind::User && write.members.is_empty() {
             // The connection is read and the user mapped and described here, concurrently with
             // other requests, not on the writer, as PostgreSQL's create does. A mapping changed
             // meanwhile leaves this user one generation behind, so the mapping worker maps it
             // again; a connection deleted meanwhile fails the insert on its foreign key.
-            let mut write = write;
             let connection = self.connection(&connection_id).await?;
             let at = from_micros(micros(now()));
             let (resource, new_events) =
-                WriteContext::new_user(connection, &*events, &id, at, &mut write);
+                WriteContext::new_user(connection, &*self.events, &id, at, &mut write);
             return self
                 .commits
                 .write_atomic(move |conn| {
@@ -1108,6 +1106,7 @@ impl Store for SqliteStore {
                 })
                 .await;
         }
+        let events = self.events.clone();
         self.commits
             .write(move |tx| {
                 Box::pin(async move {
