@@ -3,8 +3,10 @@
 //! server that stores each request body in SQLite in its own durable transaction (one fsync
 //! per request: what a naive durable create costs). A third, for reference: a bare server that
 //! answers each GET with one indexed read through sqlx's SQLite pool, the floor under any
-//! request that reads the database through that driver; and, when the run is on PostgreSQL,
-//! the same through sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup.
+//! request that reads the database through that driver; the same read made synchronously on
+//! the thread that handles the request (rusqlite, a connection per thread), which is what the
+//! driver's hand-overs cost beside it; and, when the run is on PostgreSQL, the same through
+//! sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -20,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::driver::{self, Stats};
-use crate::scenarios::user_body;
+use crate::scenarios::{user_body, user_name};
 use crate::BenchError;
 
 pub struct Ceilings {
@@ -28,6 +30,7 @@ pub struct Ceilings {
     pub http_process: Stats,
     pub durable_write: Stats,
     pub sqlx_read: Stats,
+    pub sync_read: Stats,
     pub postgres_read: Option<Stats>,
 }
 
@@ -70,7 +73,7 @@ async fn store(State(pool): State<SqlitePool>, body: Bytes) -> StatusCode {
 type Answer = Result<([(&'static str, &'static str); 1], String), StatusCode>;
 
 /// A stored body as a SCIM response, or why there is none.
-fn answer(read: Result<Option<String>, sqlx::Error>) -> Answer {
+fn answer<E>(read: Result<Option<String>, E>) -> Answer {
     match read {
         Ok(Some(body)) => Ok(([("content-type", "application/scim+json")], body)),
         Ok(None) => Err(StatusCode::NOT_FOUND),
@@ -85,6 +88,36 @@ async fn lookup(State(pool): State<SqlitePool>, Path(name): Path<String>) -> Ans
             .fetch_optional(&pool)
             .await,
     )
+}
+
+thread_local! {
+    /// Each of the reference server's threads reads through a connection of its own, so a read
+    /// is a call on the thread that handles the request: no hand-over to another thread.
+    static SYNC_READER: std::cell::RefCell<Option<rusqlite::Connection>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+async fn lookup_sync(
+    State(path): State<Arc<std::path::PathBuf>>,
+    Path(name): Path<String>,
+) -> Answer {
+    answer(SYNC_READER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(rusqlite::Connection::open_with_flags(
+                path.as_path(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?),
+        };
+        let mut statement = connection.prepare_cached("SELECT body FROM people WHERE name = ?")?;
+        let mut rows = statement.query([name])?;
+        match rows.next()? {
+            Some(row) => row.get(0).map(Some),
+            None => Ok(None),
+        }
+    }))
 }
 
 async fn lookup_postgres(State(pool): State<PgPool>, Path(name): Path<String>) -> Answer {
@@ -112,9 +145,12 @@ async fn read_reference(
     Ok(driver::run(name, concurrency, REQUESTS, move |i| {
         let (c, base) = (c.clone(), base.clone());
         async move {
-            driver::expect(c.get(format!("{base}/p{}", i % PEOPLE)), 200)
-                .await
-                .map(|_| ())
+            let person = i % PEOPLE;
+            let user = driver::expect(c.get(format!("{base}/p{person}")), 200).await?;
+            if user["userName"] != user_name(person, "ceiling").as_str() {
+                return Err(format!("p{person} answered another user"));
+            }
+            Ok(())
         }
     })
     .await)
@@ -185,7 +221,13 @@ async fn bare_gets(
     let c = client.clone();
     driver::run(name, concurrency, REQUESTS, move |_| {
         let (c, url) = (c.clone(), url.clone());
-        async move { driver::expect(c.get(url.as_str()), 200).await.map(|_| ()) }
+        async move {
+            let user = driver::expect(c.get(url.as_str()), 200).await?;
+            if user["userName"] != user_name(0, "ceiling").as_str() {
+                return Err("the bare server answered another user".to_owned());
+            }
+            Ok(())
+        }
     })
     .await
 }
@@ -307,6 +349,14 @@ pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, Ben
         concurrency,
     )
     .await?;
+    let sync_read = read_reference(
+        "reference: one indexed synchronous SQLite read",
+        Router::new()
+            .route("/Users/{name}", get(lookup_sync))
+            .with_state(Arc::new(dir.path().join("ceiling.db"))),
+        concurrency,
+    )
+    .await?;
     let postgres_read = if database.starts_with("postgres") {
         Some(postgres_read(database, concurrency).await?)
     } else {
@@ -317,6 +367,7 @@ pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, Ben
         http_process,
         durable_write,
         sqlx_read,
+        sync_read,
         postgres_read,
     })
 }

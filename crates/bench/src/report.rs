@@ -53,6 +53,7 @@ impl Report {
                 &ceilings.http_process,
                 &ceilings.durable_write,
                 &ceilings.sqlx_read,
+                &ceilings.sync_read,
             ]
             .into_iter()
             .chain(&ceilings.postgres_read)

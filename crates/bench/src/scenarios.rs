@@ -15,7 +15,7 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-fn user_name(i: u64, run: &str) -> String {
+pub fn user_name(i: u64, run: &str) -> String {
     format!("{run}.user{i}@bench.example")
 }
 
@@ -76,14 +76,19 @@ impl Idp {
 }
 
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
+                out.push(char::from(b))
             }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
 }
 
 /// What the run measured, and the server's memory around the paging walk.
@@ -213,15 +218,17 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
             let (idp, users) = (i2.clone(), u2.clone());
             async move {
                 let i = rand::thread_rng().gen_range(0..users.len() as u64);
+                let name = user_name(i, run_id);
                 let found = expect(
                     idp.get(&format!(
                         "/Users?filter={}",
-                        encode(&format!("userName eq \"{}\"", user_name(i, run_id)))
+                        encode(&format!("userName eq \"{name}\""))
                     )),
                     200,
                 )
                 .await?;
-                if found["totalResults"] != 1 {
+                if found["totalResults"] != 1 || found["Resources"][0]["userName"] != name.as_str()
+                {
                     return Err(format!("user {i} not found by userName"));
                 }
                 Ok(())
@@ -235,9 +242,12 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
             let (idp, users) = (i2.clone(), u2.clone());
             async move {
                 let i = rand::thread_rng().gen_range(0..users.len() as u64);
-                expect(idp.get(&format!("/Users/{}", id(&users, i)?)), 200)
-                    .await
-                    .map(|_| ())
+                let id = id(&users, i)?;
+                let user = expect(idp.get(&format!("/Users/{id}")), 200).await?;
+                if user["id"] != id.as_str() || user["userName"] != user_name(i, run_id).as_str() {
+                    return Err(format!("GET /Users/{id} answered another user"));
+                }
+                Ok(())
             }
         })
         .await,
@@ -252,15 +262,18 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
                 let (idp, groups) = (i2.clone(), g2.clone());
                 async move {
                     let i = rand::thread_rng().gen_range(0..groups.len() as u64);
-                    expect(
-                        idp.get(&format!(
-                            "/Groups/{}?excludedAttributes=members",
-                            id(&groups, i)?
-                        )),
+                    let id = id(&groups, i)?;
+                    let group = expect(
+                        idp.get(&format!("/Groups/{id}?excludedAttributes=members")),
                         200,
                     )
-                    .await
-                    .map(|_| ())
+                    .await?;
+                    if group["id"] != id.as_str() || group.get("members").is_some() {
+                        return Err(format!(
+                            "GET /Groups/{id}?excludedAttributes=members answered another group, or its members"
+                        ));
+                    }
+                    Ok(())
                 }
             },
         )
