@@ -6,7 +6,9 @@
 //! request that reads the database through that driver; the same read made synchronously on
 //! the thread that handles the request (rusqlite, a connection per thread), which is what the
 //! driver's hand-overs cost beside it; and, when the run is on PostgreSQL, the same through
-//! sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup.
+//! sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup. The two ceilings' servers
+//! stay up for the whole run, and each scenario is compared with them as measured again just
+//! around it ([`Yardstick`]).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -32,6 +34,95 @@ pub struct Ceilings {
     pub sqlx_read: Stats,
     pub sync_read: Stats,
     pub postgres_read: Option<Stats>,
+    /// The two ceilings' servers, kept for [`Yardstick::around`].
+    pub yardstick: Yardstick,
+}
+
+/// Which ceiling a scenario is compared with.
+#[derive(Debug, Clone, Copy)]
+pub enum Ceiling {
+    Http,
+    DurableWrite,
+}
+
+impl Ceiling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ceiling::Http => "http",
+            Ceiling::DurableWrite => "durable_write",
+        }
+    }
+}
+
+/// A scenario with its ceiling as measured just before and just after it.
+pub struct Measured {
+    pub stats: Stats,
+    pub ceiling: Ceiling,
+    /// The mean of the two measurements.
+    pub ceiling_per_second: f64,
+    /// Failed requests of those measurements (the run is then not valid).
+    pub ceiling_errors: u64,
+}
+
+/// The ceilings' servers, left running so that each scenario is compared with what the machine
+/// allowed while it ran: this machine's speed changes from one minute to the next (by up to
+/// 1.75 × between runs minutes apart), so a ceiling measured once, at the start, can be far
+/// from the one a scenario saw minutes later.
+pub struct Yardstick {
+    client: reqwest::Client,
+    http_url: Arc<String>,
+    write_url: Arc<String>,
+    concurrency: usize,
+    /// Holds the durable-write ceiling's database.
+    _dir: tempfile::TempDir,
+}
+
+/// Requests in each measurement beside a scenario: short, so that it is close in time.
+const BESIDE_GETS: u64 = 5_000;
+const BESIDE_WRITES: u64 = 1_000;
+
+impl Yardstick {
+    async fn measure(&self, ceiling: Ceiling) -> Stats {
+        match ceiling {
+            Ceiling::Http => {
+                bare_gets(
+                    "ceiling beside a scenario",
+                    &self.client,
+                    &self.http_url,
+                    self.concurrency,
+                    BESIDE_GETS,
+                )
+                .await
+            }
+            Ceiling::DurableWrite => {
+                durable_writes(
+                    "ceiling beside a scenario",
+                    &self.client,
+                    &self.write_url,
+                    self.concurrency,
+                    BESIDE_WRITES,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs `scenario` between two measurements of `ceiling`.
+    pub async fn around(
+        &self,
+        ceiling: Ceiling,
+        scenario: impl std::future::Future<Output = Stats>,
+    ) -> Measured {
+        let before = self.measure(ceiling).await;
+        let stats = scenario.await;
+        let after = self.measure(ceiling).await;
+        Measured {
+            stats,
+            ceiling,
+            ceiling_per_second: (before.per_second() + after.per_second()) / 2.0,
+            ceiling_errors: before.errors + after.errors,
+        }
+    }
 }
 
 const REQUESTS: u64 = 20_000;
@@ -211,15 +302,19 @@ fn bare_http() -> Router {
     )
 }
 
+fn bare_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/Users/x")
+}
+
 async fn bare_gets(
     name: &str,
     client: &reqwest::Client,
-    addr: SocketAddr,
+    url: &Arc<String>,
     concurrency: usize,
+    count: u64,
 ) -> Stats {
-    let url = Arc::new(format!("http://{addr}/Users/x"));
-    let c = client.clone();
-    driver::run(name, concurrency, REQUESTS, move |_| {
+    let (c, url) = (client.clone(), url.clone());
+    driver::run(name, concurrency, count, move |_| {
         let (c, url) = (c.clone(), url.clone());
         async move {
             let user = driver::expect(c.get(url.as_str()), 200).await?;
@@ -227,6 +322,27 @@ async fn bare_gets(
                 return Err("the bare server answered another user".to_owned());
             }
             Ok(())
+        }
+    })
+    .await
+}
+
+/// `count` POSTs to the durable-write ceiling's server.
+async fn durable_writes(
+    name: &str,
+    client: &reqwest::Client,
+    url: &Arc<String>,
+    concurrency: usize,
+    count: u64,
+) -> Stats {
+    let (c, url) = (client.clone(), url.clone());
+    driver::run(name, concurrency, count, move |i| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let body = user_body(i, "ceiling").to_string();
+            driver::expect(c.post(url.as_str()).body(body), 201)
+                .await
+                .map(|_| ())
         }
     })
     .await
@@ -269,8 +385,9 @@ async fn bare_http_process(
     let stats = bare_gets(
         "reference: bare HTTP GET, own process",
         client,
-        addr,
+        &Arc::new(bare_url(addr)),
         concurrency,
+        REQUESTS,
     )
     .await;
     driver::stop_watching_server();
@@ -280,9 +397,16 @@ async fn bare_http_process(
 
 /// `database` is the run's: a `postgres://` URL adds the PostgreSQL read reference.
 pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, BenchError> {
-    let http_addr = serve(bare_http()).await?;
+    let http_url = Arc::new(bare_url(serve(bare_http()).await?));
     let client = reqwest::Client::new();
-    let http = bare_gets("ceiling: bare HTTP GET", &client, http_addr, concurrency).await;
+    let http = bare_gets(
+        "ceiling: bare HTTP GET",
+        &client,
+        &http_url,
+        concurrency,
+        REQUESTS,
+    )
+    .await;
     let http_process = bare_http_process(&client, concurrency).await?;
 
     let dir = tempfile::tempdir()?;
@@ -306,20 +430,13 @@ pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, Ben
             .with_state(pool.clone()),
     )
     .await?;
-    let url = Arc::new(format!("http://{write_addr}/Users"));
-    let durable_write = driver::run(
+    let write_url = Arc::new(format!("http://{write_addr}/Users"));
+    let durable_write = durable_writes(
         "ceiling: durable SQLite insert",
+        &client,
+        &write_url,
         concurrency,
         WRITES,
-        move |i| {
-            let (c, url) = (client.clone(), url.clone());
-            async move {
-                let body = user_body(i, "ceiling").to_string();
-                driver::expect(c.post(url.as_str()).body(body), 201)
-                    .await
-                    .map(|_| ())
-            }
-        },
     )
     .await;
 
@@ -369,5 +486,12 @@ pub async fn measure(concurrency: usize, database: &str) -> Result<Ceilings, Ben
         sqlx_read,
         sync_read,
         postgres_read,
+        yardstick: Yardstick {
+            client,
+            http_url,
+            write_url,
+            concurrency,
+            _dir: dir,
+        },
     })
 }

@@ -90,7 +90,7 @@ pub enum BenchError {
 async fn run(args: Args) -> Result<bool, BenchError> {
     let ceilings = ceilings::measure(args.concurrency, &args.database).await?;
     let server = process::Scimgate::start(&args).await?;
-    let results = scenarios::run(&args, &server).await?;
+    let results = scenarios::run(&args, &server, &ceilings.yardstick).await?;
     let report = report::Report::new(&args, &ceilings, results, server.peak_rss_kib());
     report.print();
     if let Some(path) = &args.json {

@@ -1,9 +1,9 @@
 //! The results: a table for people, JSON for tools. Reads are compared with the bare HTTP
-//! ceiling, writes with the durable-write ceiling.
+//! ceiling, writes with the durable-write ceiling, each as measured around the scenario.
 
 use serde_json::{json, Value};
 
-use crate::ceilings::Ceilings;
+use crate::ceilings::{Ceilings, Measured};
 use crate::driver::Stats;
 use crate::scenarios::Results;
 use crate::Args;
@@ -11,11 +11,14 @@ use crate::Args;
 pub struct Report {
     args: Value,
     ceilings: Vec<Stats>,
-    /// Each scenario with the per-second figure of its ceiling.
-    scenarios: Vec<(Stats, &'static str, f64)>,
+    scenarios: Vec<Measured>,
     peak_rss_kib: Option<u64>,
     rss_before_paging_kib: Option<u64>,
     rss_after_paging_kib: Option<u64>,
+}
+
+fn ratio(m: &Measured) -> f64 {
+    m.stats.per_second() / m.ceiling_per_second.max(1e-9)
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -29,19 +32,6 @@ impl Report {
         results: Results,
         peak_rss_kib: Option<u64>,
     ) -> Report {
-        let scenarios = results
-            .scenarios
-            .into_iter()
-            .map(|s| {
-                let (ceiling, per_second) =
-                    if s.name.starts_with("lookup") || s.name.starts_with("paging") {
-                        ("http", ceilings.http.per_second())
-                    } else {
-                        ("durable_write", ceilings.durable_write.per_second())
-                    };
-                (s, ceiling, per_second)
-            })
-            .collect();
         Report {
             args: json!({
                 "users": args.users, "groups": args.groups, "memberships_per_user": args.memberships,
@@ -59,7 +49,7 @@ impl Report {
             .chain(&ceilings.postgres_read)
             .cloned()
             .collect(),
-            scenarios,
+            scenarios: results.scenarios,
             peak_rss_kib,
             rss_before_paging_kib: results.rss_before_paging_kib,
             rss_after_paging_kib: results.rss_after_paging_kib,
@@ -67,14 +57,16 @@ impl Report {
     }
 
     pub fn ok(&self) -> bool {
-        self.scenarios.iter().all(|(s, _, _)| s.errors == 0)
+        self.scenarios
+            .iter()
+            .all(|m| m.stats.errors == 0 && m.ceiling_errors == 0)
             && self.ceilings.iter().all(|s| s.errors == 0)
     }
 
     pub fn print(&self) {
         println!("scimgate-bench {}", self.args);
         println!(
-            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18} {:>9} {:>12} {:>10}",
+            "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>18} {:>10} {:>9} {:>12} {:>10}",
             "scenario",
             "ops",
             "ops/s",
@@ -83,13 +75,14 @@ impl Report {
             "max ms",
             "errors",
             "vs ceiling",
+            "ceiling/s",
             "CPU busy",
             "server µs/op",
             "tool µs/op"
         );
-        let line = |s: &Stats, ratio: String| {
+        let line = |s: &Stats, ratio: String, ceiling: String| {
             println!(
-                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18} {:>9} {:>12} {:>10}",
+                "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>18} {:>10} {:>9} {:>12} {:>10}",
                 s.name,
                 s.ops,
                 s.per_second(),
@@ -98,6 +91,7 @@ impl Report {
                 ms(s.percentile(1.0)),
                 s.errors,
                 ratio,
+                ceiling,
                 s.machine_busy
                     .map_or(String::new(), |b| format!("{:.0} %", b * 100.0)),
                 s.server_cpu_per_op_us()
@@ -110,13 +104,20 @@ impl Report {
             }
         };
         for c in &self.ceilings {
-            line(c, String::new());
+            line(c, String::new(), String::new());
         }
-        for (s, ceiling, per_second) in &self.scenarios {
+        for m in &self.scenarios {
             line(
-                s,
-                format!("{:.2} × {ceiling}", s.per_second() / per_second.max(1e-9)),
+                &m.stats,
+                format!("{:.2} × {}", ratio(m), m.ceiling.name()),
+                format!("{:.0}", m.ceiling_per_second),
             );
+            if m.ceiling_errors > 0 {
+                println!(
+                    "    {} requests to the ceiling around it failed",
+                    m.ceiling_errors
+                );
+            }
         }
         let mib = |k: Option<u64>| {
             k.map_or("n/a".to_owned(), |k| {
@@ -139,8 +140,8 @@ impl Report {
     fn initial_sync_seconds(&self) -> f64 {
         self.scenarios
             .iter()
-            .filter(|(s, _, _)| s.name.starts_with("sync"))
-            .map(|(s, _, _)| s.elapsed.as_secs_f64())
+            .filter(|m| m.stats.name.starts_with("sync"))
+            .map(|m| m.stats.elapsed.as_secs_f64())
             .sum()
     }
 
@@ -157,10 +158,12 @@ impl Report {
         let scenarios: Vec<Value> = self
             .scenarios
             .iter()
-            .map(|(s, ceiling, per_second)| {
-                let mut v = stats(s);
-                v["ceiling"] = json!(ceiling);
-                v["ratio_to_ceiling"] = json!(s.per_second() / per_second.max(1e-9));
+            .map(|m| {
+                let mut v = stats(&m.stats);
+                v["ceiling"] = json!(m.ceiling.name());
+                v["ceiling_per_second"] = json!(m.ceiling_per_second);
+                v["ceiling_errors"] = json!(m.ceiling_errors);
+                v["ratio_to_ceiling"] = json!(ratio(m));
                 v
             })
             .collect();

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use rand::Rng;
 use serde_json::{json, Value};
 
+use crate::ceilings::{Ceiling, Measured, Yardstick};
 use crate::driver::{self, expect, Stats};
 use crate::process::Scimgate;
 use crate::{Args, BenchError};
@@ -93,12 +94,12 @@ fn encode(s: &str) -> String {
 
 /// What the run measured, and the server's memory around the paging walk.
 pub struct Results {
-    pub scenarios: Vec<Stats>,
+    pub scenarios: Vec<Measured>,
     pub rss_before_paging_kib: Option<u64>,
     pub rss_after_paging_kib: Option<u64>,
 }
 
-pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> {
+pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Results, BenchError> {
     let idp = Idp {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(args.concurrency)
@@ -113,39 +114,41 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
 
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
-        driver::run("sync: filter userName, then create user", c, n, move |i| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                let name = user_name(i, run_id);
-                let found = expect(
-                    idp.get(&format!(
-                        "/Users?filter={}",
-                        encode(&format!("userName eq \"{name}\""))
-                    )),
-                    200,
-                )
-                .await?;
-                if found["totalResults"] != 0 {
-                    return Err(format!("{name} already exists"));
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("sync: filter userName, then create user", c, n, move |i| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    let name = user_name(i, run_id);
+                    let found = expect(
+                        idp.get(&format!(
+                            "/Users?filter={}",
+                            encode(&format!("userName eq \"{name}\""))
+                        )),
+                        200,
+                    )
+                    .await?;
+                    if found["totalResults"] != 0 {
+                        return Err(format!("{name} already exists"));
+                    }
+                    let created = expect(
+                        idp.request(reqwest::Method::POST, "/Users")
+                            .body(user_body(i, run_id).to_string()),
+                        201,
+                    )
+                    .await?;
+                    let id = created["id"].as_str().ok_or("no id in the created user")?;
+                    let _ = users[i as usize].set(id.to_owned());
+                    Ok(())
                 }
-                let created = expect(
-                    idp.request(reqwest::Method::POST, "/Users")
-                        .body(user_body(i, run_id).to_string()),
-                    201,
-                )
-                .await?;
-                let id = created["id"].as_str().ok_or("no id in the created user")?;
-                let _ = users[i as usize].set(id.to_owned());
-                Ok(())
-            }
-        })
+            }),
+        )
         .await,
     );
 
     let groups = ids(g);
     let (i2, g2) = (idp.clone(), groups.clone());
-    out.push(
-        driver::run("sync: create group", c, g, move |i| {
+    out.push(ys.around(Ceiling::DurableWrite, driver::run("sync: create group", c, g, move |i| {
             let (idp, groups) = (i2.clone(), g2.clone());
             async move {
                 let body = json!({"schemas": [GROUP], "displayName": format!("Bench Group {i}"), "externalId": format!("grp-{i}")});
@@ -153,9 +156,7 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
                 let _ = groups[i as usize].set(created["id"].as_str().ok_or("no id")?.to_owned());
                 Ok(())
             }
-        })
-        .await,
-    );
+        })).await);
 
     // User u is in groups (u * M + k) mod G: each group gets about N * M / G members.
     let mut members: Vec<Vec<u64>> = vec![Vec::new(); g as usize];
@@ -182,31 +183,34 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
     );
     let (i2, u2, g2, b2) = (idp.clone(), users.clone(), groups.clone(), batches.clone());
     out.push(
-        driver::run(
-            "sync: add 100 members per PATCH",
-            c,
-            batches.len() as u64,
-            move |i| {
-                let (idp, users, groups, batches) =
-                    (i2.clone(), u2.clone(), g2.clone(), b2.clone());
-                async move {
-                    let (group, batch) = &batches[i as usize];
-                    let value: Vec<Value> = batch
-                        .iter()
-                        .map(|u| id(&users, *u).map(|id| json!({"value": id})))
-                        .collect::<Result<_, _>>()?;
-                    let gid = id(&groups, *group)?;
-                    expect(
-                        idp.patch(
-                            &format!("/Groups/{gid}?excludedAttributes=members"),
-                            json!([{"op": "add", "path": "members", "value": value}]),
-                        ),
-                        200,
-                    )
-                    .await
-                    .map(|_| ())
-                }
-            },
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run(
+                "sync: add 100 members per PATCH",
+                c,
+                batches.len() as u64,
+                move |i| {
+                    let (idp, users, groups, batches) =
+                        (i2.clone(), u2.clone(), g2.clone(), b2.clone());
+                    async move {
+                        let (group, batch) = &batches[i as usize];
+                        let value: Vec<Value> = batch
+                            .iter()
+                            .map(|u| id(&users, *u).map(|id| json!({"value": id})))
+                            .collect::<Result<_, _>>()?;
+                        let gid = id(&groups, *group)?;
+                        expect(
+                            idp.patch(
+                                &format!("/Groups/{gid}?excludedAttributes=members"),
+                                json!([{"op": "add", "path": "members", "value": value}]),
+                            ),
+                            200,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                },
+            ),
         )
         .await,
     );
@@ -214,47 +218,55 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
     let lookups = n.min(20_000);
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
-        driver::run("lookup: filter userName eq", c, lookups, move |_| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                let i = rand::thread_rng().gen_range(0..users.len() as u64);
-                let name = user_name(i, run_id);
-                let found = expect(
-                    idp.get(&format!(
-                        "/Users?filter={}",
-                        encode(&format!("userName eq \"{name}\""))
-                    )),
-                    200,
-                )
-                .await?;
-                if found["totalResults"] != 1 || found["Resources"][0]["userName"] != name.as_str()
-                {
-                    return Err(format!("user {i} not found by userName"));
+        ys.around(
+            Ceiling::Http,
+            driver::run("lookup: filter userName eq", c, lookups, move |_| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    let i = rand::thread_rng().gen_range(0..users.len() as u64);
+                    let name = user_name(i, run_id);
+                    let found = expect(
+                        idp.get(&format!(
+                            "/Users?filter={}",
+                            encode(&format!("userName eq \"{name}\""))
+                        )),
+                        200,
+                    )
+                    .await?;
+                    if found["totalResults"] != 1
+                        || found["Resources"][0]["userName"] != name.as_str()
+                    {
+                        return Err(format!("user {i} not found by userName"));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
+            }),
+        )
         .await,
     );
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
-        driver::run("lookup: GET user by id", c, lookups, move |_| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                let i = rand::thread_rng().gen_range(0..users.len() as u64);
-                let id = id(&users, i)?;
-                let user = expect(idp.get(&format!("/Users/{id}")), 200).await?;
-                if user["id"] != id.as_str() || user["userName"] != user_name(i, run_id).as_str() {
-                    return Err(format!("GET /Users/{id} answered another user"));
+        ys.around(
+            Ceiling::Http,
+            driver::run("lookup: GET user by id", c, lookups, move |_| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    let i = rand::thread_rng().gen_range(0..users.len() as u64);
+                    let id = id(&users, i)?;
+                    let user = expect(idp.get(&format!("/Users/{id}")), 200).await?;
+                    if user["id"] != id.as_str()
+                        || user["userName"] != user_name(i, run_id).as_str()
+                    {
+                        return Err(format!("GET /Users/{id} answered another user"));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
+            }),
+        )
         .await,
     );
     let (i2, g2) = (idp.clone(), groups.clone());
-    out.push(
-        driver::run(
+    out.push(ys.around(Ceiling::Http, driver::run(
             "lookup: GET group, excludedAttributes=members",
             c,
             lookups,
@@ -276,120 +288,130 @@ pub async fn run(args: &Args, server: &Scimgate) -> Result<Results, BenchError> 
                     Ok(())
                 }
             },
-        )
-        .await,
-    );
+        )).await);
 
     let rss_before_paging_kib = server.rss_kib();
-    out.push(walk(&idp, n, false).await);
-    out.push(walk(&idp, n, true).await);
+    out.push(ys.around(Ceiling::Http, walk(&idp, n, false)).await);
+    out.push(ys.around(Ceiling::Http, walk(&idp, n, true)).await);
     let rss_after_paging_kib = server.rss_kib();
 
-    out.extend(large_group(&idp, &users, args.large_group.min(n)).await);
+    out.extend(large_group(&idp, &users, args.large_group.min(n), ys).await);
 
     let churn = n.min(5_000);
     let (i2, u2) = (idp.clone(), users.clone());
-    out.push(
-        driver::run("churn: Entra PATCH replace", c, churn, move |i| {
+    out.push(ys.around(Ceiling::DurableWrite, driver::run("churn: Entra PATCH replace", c, churn, move |i| {
             let (idp, users) = (i2.clone(), u2.clone());
             async move {
                 let ops = json!([{"op": "Replace", "path": "displayName", "value": format!("Renamed {i}")}, {"op": "Replace", "path": "title", "value": "Staff Engineer"}]);
                 expect(idp.patch(&format!("/Users/{}", id(&users, i)?), ops), 200).await.map(|_| ())
             }
-        })
+        })).await);
+    let (i2, u2) = (idp.clone(), users.clone());
+    out.push(
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("churn: Okta PUT", c, churn, move |i| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    let mut body = user_body(i, run_id);
+                    body["name"]["familyName"] = json!(format!("Changed{i}"));
+                    expect(
+                        idp.request(reqwest::Method::PUT, &format!("/Users/{}", id(&users, i)?))
+                            .body(body.to_string()),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
+        )
         .await,
     );
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
-        driver::run("churn: Okta PUT", c, churn, move |i| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                let mut body = user_body(i, run_id);
-                body["name"]["familyName"] = json!(format!("Changed{i}"));
-                expect(
-                    idp.request(reqwest::Method::PUT, &format!("/Users/{}", id(&users, i)?))
-                        .body(body.to_string()),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
-        .await,
-    );
-    let (i2, u2) = (idp.clone(), users.clone());
-    out.push(
-        driver::run("churn: deactivate", c, churn, move |i| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                expect(
-                    idp.patch(
-                        &format!("/Users/{}", id(&users, i)?),
-                        json!([{"op": "replace", "value": {"active": false}}]),
-                    ),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("churn: deactivate", c, churn, move |i| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    expect(
+                        idp.patch(
+                            &format!("/Users/{}", id(&users, i)?),
+                            json!([{"op": "replace", "value": {"active": false}}]),
+                        ),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
+        )
         .await,
     );
     let (i2, u2, g2) = (idp.clone(), users.clone(), groups.clone());
     let memberships = args.memberships.max(1);
     out.push(
-        driver::run("churn: remove member by filter", c, churn, move |i| {
-            let (idp, users, groups) = (i2.clone(), u2.clone(), g2.clone());
-            async move {
-                let group = id(&groups, (i * memberships) % groups.len() as u64)?;
-                let path = format!("members[value eq \"{}\"]", id(&users, i)?);
-                expect(
-                    idp.patch(
-                        &format!("/Groups/{group}?excludedAttributes=members"),
-                        json!([{"op": "remove", "path": path}]),
-                    ),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("churn: remove member by filter", c, churn, move |i| {
+                let (idp, users, groups) = (i2.clone(), u2.clone(), g2.clone());
+                async move {
+                    let group = id(&groups, (i * memberships) % groups.len() as u64)?;
+                    let path = format!("members[value eq \"{}\"]", id(&users, i)?);
+                    expect(
+                        idp.patch(
+                            &format!("/Groups/{group}?excludedAttributes=members"),
+                            json!([{"op": "remove", "path": path}]),
+                        ),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
+        )
         .await,
     );
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
-        driver::run("churn: delete user", c, churn, move |i| {
-            let (idp, users) = (i2.clone(), u2.clone());
-            async move {
-                expect(
-                    idp.request(
-                        reqwest::Method::DELETE,
-                        &format!("/Users/{}", id(&users, i)?),
-                    ),
-                    204,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("churn: delete user", c, churn, move |i| {
+                let (idp, users) = (i2.clone(), u2.clone());
+                async move {
+                    expect(
+                        idp.request(
+                            reqwest::Method::DELETE,
+                            &format!("/Users/{}", id(&users, i)?),
+                        ),
+                        204,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
+        )
         .await,
     );
     // The target is stated for `POST /Users` itself; the sync pairs each create with a lookup.
     // New users past the directory's N, so they change nothing the other scenarios measured.
     let i2 = idp.clone();
     out.push(
-        driver::run("create: POST /Users alone", c, churn, move |i| {
-            let idp = i2.clone();
-            async move {
-                expect(
-                    idp.request(reqwest::Method::POST, "/Users")
-                        .body(user_body(n + i, run_id).to_string()),
-                    201,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
+        ys.around(
+            Ceiling::DurableWrite,
+            driver::run("create: POST /Users alone", c, churn, move |i| {
+                let idp = i2.clone();
+                async move {
+                    expect(
+                        idp.request(reqwest::Method::POST, "/Users")
+                            .body(user_body(n + i, run_id).to_string()),
+                        201,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
+        )
         .await,
     );
     Ok(Results {
@@ -441,7 +463,7 @@ async fn walk(idp: &Idp, n: u64, cursor: bool) -> Stats {
 
 /// Fills one group with `size` members, then adds and removes 100 at a time, one request at a
 /// time (they all change the same group).
-async fn large_group(idp: &Idp, users: &Ids, size: u64) -> Vec<Stats> {
+async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<Measured> {
     let body = json!({"schemas": [GROUP], "displayName": "Bench Large Group"});
     let Ok(created) = expect(
         idp.request(reqwest::Method::POST, "/Groups")
@@ -454,29 +476,33 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64) -> Vec<Stats> {
     };
     let gid = Arc::new(created["id"].as_str().unwrap_or_default().to_owned());
     let (i2, u2, g2) = (idp.clone(), users.clone(), gid.clone());
-    let fill = driver::run(
-        "large group: fill, 1000 per PATCH",
-        1,
-        size.div_ceil(1000),
-        move |b| {
-            let (idp, users, gid) = (i2.clone(), u2.clone(), g2.clone());
-            async move {
-                let value: Vec<Value> = (b * 1000..((b + 1) * 1000).min(size))
-                    .map(|u| id(&users, u).map(|id| json!({"value": id})))
-                    .collect::<Result<_, _>>()?;
-                expect(
-                    idp.patch(
-                        &format!("/Groups/{gid}?excludedAttributes=members"),
-                        json!([{"op": "add", "path": "members", "value": value}]),
-                    ),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        },
-    )
-    .await;
+    let fill = ys
+        .around(
+            Ceiling::DurableWrite,
+            driver::run(
+                "large group: fill, 1000 per PATCH",
+                1,
+                size.div_ceil(1000),
+                move |b| {
+                    let (idp, users, gid) = (i2.clone(), u2.clone(), g2.clone());
+                    async move {
+                        let value: Vec<Value> = (b * 1000..((b + 1) * 1000).min(size))
+                            .map(|u| id(&users, u).map(|id| json!({"value": id})))
+                            .collect::<Result<_, _>>()?;
+                        expect(
+                            idp.patch(
+                                &format!("/Groups/{gid}?excludedAttributes=members"),
+                                json!([{"op": "add", "path": "members", "value": value}]),
+                            ),
+                            200,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                },
+            ),
+        )
+        .await;
     // Enough rounds that p99 is not simply the slowest one.
     let rounds = 200u64.min(size / 100);
     let batch = |round: u64| -> Result<Vec<Value>, String> {
@@ -487,7 +513,7 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64) -> Vec<Stats> {
     let batches: Arc<Vec<Vec<Value>>> =
         Arc::new((0..rounds).filter_map(|r| batch(r).ok()).collect());
     let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
-    let remove = driver::run(
+    let remove = ys.around(Ceiling::DurableWrite, driver::run(
         "large group: remove 100 members",
         1,
         batches.len() as u64,
@@ -504,26 +530,31 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64) -> Vec<Stats> {
                 .map(|_| ())
             }
         },
-    )
+    ))
     .await;
     let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
-    let add = driver::run(
-        "large group: add 100 members",
-        1,
-        batches.len() as u64,
-        move |r| {
-            let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
-            async move {
-                let ops = json!([{"op": "add", "path": "members", "value": batches[r as usize]}]);
-                expect(
-                    idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        },
-    )
-    .await;
+    let add = ys
+        .around(
+            Ceiling::DurableWrite,
+            driver::run(
+                "large group: add 100 members",
+                1,
+                batches.len() as u64,
+                move |r| {
+                    let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
+                    async move {
+                        let ops =
+                            json!([{"op": "add", "path": "members", "value": batches[r as usize]}]);
+                        expect(
+                            idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
+                            200,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                },
+            ),
+        )
+        .await;
     vec![fill, remove, add]
 }
