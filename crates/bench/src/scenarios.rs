@@ -512,49 +512,26 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<M
     };
     let batches: Arc<Vec<Vec<Value>>> =
         Arc::new((0..rounds).filter_map(|r| batch(r).ok()).collect());
-    let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
-    let remove = ys.around(Ceiling::DurableWrite, driver::run(
-        "large group: remove 100 members",
-        1,
-        batches.len() as u64,
-        move |r| {
-            let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
-            async move {
-                let ops =
-                    json!([{"op": "remove", "path": "members", "value": batches[r as usize]}]);
-                expect(
-                    idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
-                    200,
-                )
-                .await
-                .map(|_| ())
-            }
-        },
-    ))
-    .await;
-    let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
-    let add = ys
-        .around(
+    // The same 100 members are taken out and put back, round after round.
+    let rounds = |op: &'static str, name: &'static str| {
+        let (i2, b2, g2) = (idp.clone(), batches.clone(), gid.clone());
+        ys.around(
             Ceiling::DurableWrite,
-            driver::run(
-                "large group: add 100 members",
-                1,
-                batches.len() as u64,
-                move |r| {
-                    let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
-                    async move {
-                        let ops =
-                            json!([{"op": "add", "path": "members", "value": batches[r as usize]}]);
-                        expect(
-                            idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
-                            200,
-                        )
-                        .await
-                        .map(|_| ())
-                    }
-                },
-            ),
+            driver::run(name, 1, batches.len() as u64, move |r| {
+                let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
+                async move {
+                    let ops = json!([{"op": op, "path": "members", "value": batches[r as usize]}]);
+                    expect(
+                        idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
+                        200,
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }),
         )
-        .await;
+    };
+    let remove = rounds("remove", "large group: remove 100 members").await;
+    let add = rounds("add", "large group: add 100 members").await;
     vec![fill, remove, add]
 }
