@@ -70,6 +70,24 @@ impl Idp {
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, path)
     }
+    /// `GET /Users?filter=userName eq "…"`, as an IdP asks before it creates.
+    async fn find_user(&self, name: &str) -> Result<Value, String> {
+        let filter = encode(&format!("userName eq \"{name}\""));
+        expect(self.get(&format!("/Users?filter={filter}")), 200).await
+    }
+    /// One PATCH of a group's members, as Entra sends them.
+    async fn change_members(&self, gid: &str, op: &str, value: Vec<Value>) -> Result<(), String> {
+        let operations = json!([{"op": op, "path": "members", "value": value}]);
+        expect(
+            self.patch(
+                &format!("/Groups/{gid}?excludedAttributes=members"),
+                operations,
+            ),
+            200,
+        )
+        .await
+        .map(|_| ())
+    }
     fn patch(&self, path: &str, operations: Value) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::PATCH, path)
             .body(json!({"schemas": [PATCH], "Operations": operations}).to_string())
@@ -120,14 +138,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                 let (idp, users) = (i2.clone(), u2.clone());
                 async move {
                     let name = user_name(i, run_id);
-                    let found = expect(
-                        idp.get(&format!(
-                            "/Users?filter={}",
-                            encode(&format!("userName eq \"{name}\""))
-                        )),
-                        200,
-                    )
-                    .await?;
+                    let found = idp.find_user(&name).await?;
                     if found["totalResults"] != 0 {
                         return Err(format!("{name} already exists"));
                     }
@@ -199,15 +210,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                             .map(|u| id(&users, *u).map(|id| json!({"value": id})))
                             .collect::<Result<_, _>>()?;
                         let gid = id(&groups, *group)?;
-                        expect(
-                            idp.patch(
-                                &format!("/Groups/{gid}?excludedAttributes=members"),
-                                json!([{"op": "add", "path": "members", "value": value}]),
-                            ),
-                            200,
-                        )
-                        .await
-                        .map(|_| ())
+                        idp.change_members(&gid, "add", value).await
                     }
                 },
             ),
@@ -225,14 +228,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                 async move {
                     let i = rand::thread_rng().gen_range(0..users.len() as u64);
                     let name = user_name(i, run_id);
-                    let found = expect(
-                        idp.get(&format!(
-                            "/Users?filter={}",
-                            encode(&format!("userName eq \"{name}\""))
-                        )),
-                        200,
-                    )
-                    .await?;
+                    let found = idp.find_user(&name).await?;
                     if found["totalResults"] != 1
                         || found["Resources"][0]["userName"] != name.as_str()
                     {
@@ -489,15 +485,7 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<M
                         let value: Vec<Value> = (b * 1000..((b + 1) * 1000).min(size))
                             .map(|u| id(&users, u).map(|id| json!({"value": id})))
                             .collect::<Result<_, _>>()?;
-                        expect(
-                            idp.patch(
-                                &format!("/Groups/{gid}?excludedAttributes=members"),
-                                json!([{"op": "add", "path": "members", "value": value}]),
-                            ),
-                            200,
-                        )
-                        .await
-                        .map(|_| ())
+                        idp.change_members(&gid, "add", value).await
                     }
                 },
             ),
@@ -520,13 +508,8 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<M
             driver::run(name, 1, batches.len() as u64, move |r| {
                 let (idp, batches, gid) = (i2.clone(), b2.clone(), g2.clone());
                 async move {
-                    let ops = json!([{"op": op, "path": "members", "value": batches[r as usize]}]);
-                    expect(
-                        idp.patch(&format!("/Groups/{gid}?excludedAttributes=members"), ops),
-                        200,
-                    )
-                    .await
-                    .map(|_| ())
+                    idp.change_members(&gid, op, batches[r as usize].clone())
+                        .await
                 }
             }),
         )
