@@ -291,7 +291,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
     out.push(ys.around(Ceiling::Http, walk(&idp, n, true)).await);
     let rss_after_paging_kib = server.rss_kib();
 
-    out.extend(large_group(&idp, &users, args.large_group.min(n), ys).await);
+    out.extend(large_group(&idp, &users, args.large_group.min(n), ys).await?);
 
     let churn = n.min(5_000);
     let (i2, u2) = (idp.clone(), users.clone());
@@ -459,18 +459,26 @@ async fn walk(idp: &Idp, n: u64, cursor: bool) -> Stats {
 
 /// Fills one group with `size` members, then adds and removes 100 at a time, one request at a
 /// time (they all change the same group).
-async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<Measured> {
+async fn large_group(
+    idp: &Idp,
+    users: &Ids,
+    size: u64,
+    ys: &Yardstick,
+) -> Result<Vec<Measured>, BenchError> {
     let body = json!({"schemas": [GROUP], "displayName": "Bench Large Group"});
-    let Ok(created) = expect(
+    let created = expect(
         idp.request(reqwest::Method::POST, "/Groups")
             .body(body.to_string()),
         201,
     )
     .await
-    else {
-        return vec![];
-    };
-    let gid = Arc::new(created["id"].as_str().unwrap_or_default().to_owned());
+    .map_err(|e| BenchError::Server(format!("creating the large group: {e}")))?;
+    let gid = Arc::new(
+        created["id"]
+            .as_str()
+            .ok_or_else(|| BenchError::Server("the large group was created without an id".into()))?
+            .to_owned(),
+    );
     let (i2, u2, g2) = (idp.clone(), users.clone(), gid.clone());
     let fill = ys
         .around(
@@ -516,5 +524,5 @@ async fn large_group(idp: &Idp, users: &Ids, size: u64, ys: &Yardstick) -> Vec<M
     };
     let remove = rounds("remove", "large group: remove 100 members").await;
     let add = rounds("add", "large group: add 100 members").await;
-    vec![fill, remove, add]
+    Ok(vec![fill, remove, add])
 }
