@@ -184,7 +184,7 @@ async fn lookup(State(pool): State<SqlitePool>, Path(name): Path<String>) -> Ans
 thread_local! {
     /// Each of the reference server's threads reads through a connection of its own, so a read
     /// is a call on the thread that handles the request: no hand-over to another thread.
-    static SYNC_READER: std::cell::RefCell<Option<rusqlite::Connection>> =
+    static SYNC_READER: std::cell::RefCell<Option<(std::path::PathBuf, rusqlite::Connection)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -194,13 +194,17 @@ async fn lookup_sync(
 ) -> Answer {
     answer(SYNC_READER.with(|cell| {
         let mut slot = cell.borrow_mut();
+        // A connection is kept for the file it was opened on only.
         let connection = match slot.as_mut() {
-            Some(connection) => connection,
-            None => slot.insert(rusqlite::Connection::open_with_flags(
-                path.as_path(),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?),
+            Some((opened, connection)) if opened == path.as_ref() => connection,
+            _ => {
+                let connection = rusqlite::Connection::open_with_flags(
+                    path.as_path(),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                &mut slot.insert((path.to_path_buf(), connection)).1
+            }
         };
         let mut statement = connection.prepare_cached("SELECT body FROM people WHERE name = ?")?;
         let mut rows = statement.query([name])?;
@@ -314,11 +318,12 @@ async fn bare_gets(
     count: u64,
 ) -> Stats {
     let (c, url) = (client.clone(), url.clone());
+    let expected = Arc::new(user_name(0, "ceiling"));
     driver::run(name, concurrency, count, move |_| {
-        let (c, url) = (c.clone(), url.clone());
+        let (c, url, expected) = (c.clone(), url.clone(), expected.clone());
         async move {
             let user = driver::expect(c.get(url.as_str()), 200).await?;
-            if user["userName"] != user_name(0, "ceiling").as_str() {
+            if user["userName"] != expected.as_str() {
                 return Err("the bare server answered another user".to_owned());
             }
             Ok(())
