@@ -297,6 +297,19 @@ async fn postgres_read(url: &str, concurrency: usize) -> Result<Stats, BenchErro
     measured
 }
 
+/// A bare server in the tool that answers every request with `body`, as scimgate answers
+/// (status 200, `application/scim+json`): a client sent to it does all of its own work for a
+/// request and the server none of its own, so its throughput is the most any server could
+/// reach with that answer.
+pub async fn serve_answer(body: String) -> Result<SocketAddr, BenchError> {
+    let body: &'static str = Box::leak(body.into_boxed_str());
+    serve(
+        Router::new()
+            .fallback(move || async move { ([("content-type", "application/scim+json")], body) }),
+    )
+    .await
+}
+
 /// The HTTP ceiling's server: a fixed SCIM user (about 1 KB) for every GET.
 fn bare_http() -> Router {
     let body: &'static str = Box::leak(user_body(0, "ceiling").to_string().into_boxed_str());

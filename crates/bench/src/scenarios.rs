@@ -15,6 +15,8 @@ const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Tells this run's users from the ceilings' people.
+const RUN: &str = "b";
 
 pub fn user_name(i: u64, run: &str) -> String {
     format!("{run}.user{i}@bench.example")
@@ -75,6 +77,42 @@ impl Idp {
         let filter = encode(&format!("userName eq \"{name}\""));
         expect(self.get(&format!("/Users?filter={filter}")), 200).await
     }
+    /// Finds user `i` by its userName, and checks the answer is that user alone.
+    async fn check_lookup(&self, i: u64) -> Result<(), String> {
+        let name = user_name(i, RUN);
+        let found = self.find_user(&name).await?;
+        if found["totalResults"] != 1 || found["Resources"][0]["userName"] != name.as_str() {
+            return Err(format!("user {i} not found by userName"));
+        }
+        Ok(())
+    }
+    /// Reads user `i` by its id, and checks the answer is that user.
+    async fn check_user(&self, id: &str, i: u64) -> Result<(), String> {
+        let user = expect(self.get(&format!("/Users/{id}")), 200).await?;
+        if user["id"] != id || user["userName"] != user_name(i, RUN).as_str() {
+            return Err(format!("GET /Users/{id} answered another user"));
+        }
+        Ok(())
+    }
+    /// The text of a successful GET, as the server sent it.
+    async fn answer(&self, path: &str) -> Result<String, BenchError> {
+        let response = self.get(path).send().await?.error_for_status()?;
+        Ok(response.text().await?)
+    }
+    /// The same IdP against a bare server in the tool that answers every request with `answer`,
+    /// at the same URLs.
+    async fn beside(&self, answer: &str) -> Result<Idp, BenchError> {
+        let addr = crate::ceilings::serve_answer(answer.to_owned()).await?;
+        let mut scim = reqwest::Url::parse(&self.scim)
+            .map_err(|e| BenchError::Server(format!("the SCIM URL {}: {e}", self.scim)))?;
+        scim.set_port(Some(addr.port()))
+            .map_err(|()| BenchError::Server(format!("the SCIM URL {} has no port", self.scim)))?;
+        Ok(Idp {
+            http: self.http.clone(),
+            scim: Arc::new(scim.as_str().trim_end_matches('/').to_owned()),
+            key: self.key.clone(),
+        })
+    }
     /// One PATCH of a group's members, as Entra sends them.
     async fn change_members(&self, gid: &str, op: &str, value: Vec<Value>) -> Result<(), String> {
         let operations = json!([{"op": op, "path": "members", "value": value}]);
@@ -92,6 +130,13 @@ impl Idp {
         self.request(reqwest::Method::PATCH, path)
             .body(json!({"schemas": [PATCH], "Operations": operations}).to_string())
     }
+}
+
+fn lookup_path(i: u64) -> String {
+    format!(
+        "/Users?filter={}",
+        encode(&format!("userName eq \"{}\"", user_name(i, RUN)))
+    )
 }
 
 fn encode(s: &str) -> String {
@@ -125,7 +170,6 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
         scim: Arc::new(server.scim.clone()),
         key: Arc::new(server.key.clone()),
     };
-    let run_id = "b";
     let (n, g, c) = (args.users, args.groups.max(1), args.concurrency);
     let mut out = Vec::new();
     let users = ids(n);
@@ -137,14 +181,14 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
             driver::run("sync: filter userName, then create user", c, n, move |i| {
                 let (idp, users) = (i2.clone(), u2.clone());
                 async move {
-                    let name = user_name(i, run_id);
+                    let name = user_name(i, RUN);
                     let found = idp.find_user(&name).await?;
                     if found["totalResults"] != 0 {
                         return Err(format!("{name} already exists"));
                     }
                     let created = expect(
                         idp.request(reqwest::Method::POST, "/Users")
-                            .body(user_body(i, run_id).to_string()),
+                            .body(user_body(i, RUN).to_string()),
                         201,
                     )
                     .await?;
@@ -227,16 +271,25 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                 let (idp, users) = (i2.clone(), u2.clone());
                 async move {
                     let i = rand::thread_rng().gen_range(0..users.len() as u64);
-                    let name = user_name(i, run_id);
-                    let found = idp.find_user(&name).await?;
-                    if found["totalResults"] != 1
-                        || found["Resources"][0]["userName"] != name.as_str()
-                    {
-                        return Err(format!("user {i} not found by userName"));
-                    }
-                    Ok(())
+                    idp.check_lookup(i).await
                 }
             }),
+        )
+        .await,
+    );
+    let bare = idp.beside(&idp.answer(&lookup_path(0)).await?).await?;
+    out.push(
+        ys.around(
+            Ceiling::Http,
+            driver::run(
+                "reference: the lookup's answer, from a bare server",
+                c,
+                lookups,
+                move |_| {
+                    let bare = bare.clone();
+                    async move { bare.check_lookup(0).await }
+                },
+            ),
         )
         .await,
     );
@@ -248,16 +301,28 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                 let (idp, users) = (i2.clone(), u2.clone());
                 async move {
                     let i = rand::thread_rng().gen_range(0..users.len() as u64);
-                    let id = id(&users, i)?;
-                    let user = expect(idp.get(&format!("/Users/{id}")), 200).await?;
-                    if user["id"] != id.as_str()
-                        || user["userName"] != user_name(i, run_id).as_str()
-                    {
-                        return Err(format!("GET /Users/{id} answered another user"));
-                    }
-                    Ok(())
+                    idp.check_user(&id(&users, i)?, i).await
                 }
             }),
+        )
+        .await,
+    );
+    let first = id(&users, 0).map_err(BenchError::Server)?;
+    let bare = idp
+        .beside(&idp.answer(&format!("/Users/{first}")).await?)
+        .await?;
+    out.push(
+        ys.around(
+            Ceiling::Http,
+            driver::run(
+                "reference: the user GET's answer, from a bare server",
+                c,
+                lookups,
+                move |_| {
+                    let (bare, first) = (bare.clone(), first.clone());
+                    async move { bare.check_user(&first, 0).await }
+                },
+            ),
         )
         .await,
     );
@@ -309,7 +374,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
             driver::run("churn: Okta PUT", c, churn, move |i| {
                 let (idp, users) = (i2.clone(), u2.clone());
                 async move {
-                    let mut body = user_body(i, run_id);
+                    let mut body = user_body(i, RUN);
                     body["name"]["familyName"] = json!(format!("Changed{i}"));
                     expect(
                         idp.request(reqwest::Method::PUT, &format!("/Users/{}", id(&users, i)?))
@@ -400,7 +465,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
                 async move {
                     expect(
                         idp.request(reqwest::Method::POST, "/Users")
-                            .body(user_body(n + i, run_id).to_string()),
+                            .body(user_body(n + i, RUN).to_string()),
                         201,
                     )
                     .await
