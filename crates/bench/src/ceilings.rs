@@ -297,17 +297,77 @@ async fn postgres_read(url: &str, concurrency: usize) -> Result<Stats, BenchErro
     measured
 }
 
-/// A bare server in the tool that answers every request with `body`, as scimgate answers
-/// (status 200, `application/scim+json`): a client sent to it does all of its own work for a
-/// request and the server none of its own, so its throughput is the most any server could
-/// reach with that answer.
-pub async fn serve_answer(body: String) -> Result<SocketAddr, BenchError> {
+/// A bare server that answers every request with `body`, as scimgate answers (status 200,
+/// `application/scim+json`).
+fn answer_only(body: String) -> Router {
     let body: &'static str = Box::leak(body.into_boxed_str());
-    serve(
-        Router::new()
-            .fallback(move || async move { ([("content-type", "application/scim+json")], body) }),
-    )
-    .await
+    Router::new()
+        .fallback(move || async move { ([("content-type", "application/scim+json")], body) })
+}
+
+/// [`answer_only`] with the text of `file`, until killed, after printing its address on the
+/// first line.
+pub async fn serve_answer_only(file: &std::path::Path) -> Result<(), BenchError> {
+    let body = std::fs::read_to_string(file)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    axum::serve(listener, answer_only(body)).await?;
+    Ok(())
+}
+
+/// [`answer_only`] in a process of its own, as scimgate runs: a client sent to it does all of
+/// its own work for a request and the server none of its own, so its throughput is the most
+/// any server could reach with that answer.
+pub struct AnswerOnly {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AnswerOnly {
+    pub async fn start(body: &str) -> Result<AnswerOnly, BenchError> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("answer.json");
+        std::fs::write(&file, body)?;
+        let (child, addr) = start_self(&[
+            std::ffi::OsStr::new("--serve-answer-only"),
+            file.as_os_str(),
+        ])
+        .await?;
+        Ok(AnswerOnly {
+            addr,
+            pid: child.id().unwrap_or(0),
+            _child: child,
+            _dir: dir,
+        })
+    }
+}
+
+/// This tool started again with `args`, as a server that prints its address on its first
+/// line; it is killed when the handle is dropped.
+async fn start_self(
+    args: &[&std::ffi::OsStr],
+) -> Result<(tokio::process::Child, SocketAddr), BenchError> {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut first_line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .await?;
+    }
+    let addr: SocketAddr = first_line.trim().parse().map_err(|_| {
+        BenchError::Server(format!(
+            "the tool's own server ({args:?}) printed no address: {first_line:?}"
+        ))
+    })?;
+    Ok((child, addr))
 }
 
 /// The HTTP ceiling's server: a fixed SCIM user (about 1 KB) for every GET.
@@ -381,34 +441,18 @@ async fn bare_http_process(
     client: &reqwest::Client,
     concurrency: usize,
 ) -> Result<Stats, BenchError> {
-    use tokio::io::AsyncBufReadExt;
-
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--serve-bare-http")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut first_line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        tokio::io::BufReader::new(stdout)
-            .read_line(&mut first_line)
-            .await?;
-    }
-    let addr: SocketAddr = first_line.trim().parse().map_err(|_| {
-        BenchError::Server(format!(
-            "the bare HTTP server printed no address: {first_line:?}"
-        ))
-    })?;
-    driver::watch_server(child.id().unwrap_or(0));
-    let stats = bare_gets(
-        "reference: bare HTTP GET, own process",
-        client,
-        &Arc::new(bare_url(addr)),
-        concurrency,
-        REQUESTS,
-    )
-    .await;
-    driver::stop_watching_server();
+    let (mut child, addr) = start_self(&[std::ffi::OsStr::new("--serve-bare-http")]).await?;
+    let stats = {
+        let _watching = driver::watch_for_a_while(child.id().unwrap_or(0));
+        bare_gets(
+            "reference: bare HTTP GET, own process",
+            client,
+            &Arc::new(bare_url(addr)),
+            concurrency,
+            REQUESTS,
+        )
+        .await
+    };
     child.kill().await?;
     Ok(stats)
 }

@@ -60,8 +60,21 @@ pub fn watch_server(pid: u32) {
     SERVER_PID.store(pid, Ordering::Relaxed);
 }
 
-pub fn stop_watching_server() {
-    SERVER_PID.store(0, Ordering::Relaxed);
+/// Records the CPU time of `pid` instead of the server under test's until dropped.
+pub struct Watching {
+    previous: u32,
+}
+
+pub fn watch_for_a_while(pid: u32) -> Watching {
+    Watching {
+        previous: SERVER_PID.swap(pid, Ordering::Relaxed),
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        SERVER_PID.store(self.previous, Ordering::Relaxed);
+    }
 }
 
 /// Linux reports CPU times in clock ticks of `USER_HZ`, which is 100 on every architecture.

@@ -48,13 +48,24 @@ pub struct Args {
     /// to measure what a bare server costs in a process of its own.
     #[arg(long, hide = true)]
     serve_bare_http: bool,
+    /// Serve this file's text as the answer to every request and print the address: the
+    /// answer-only references run so, in a process of their own.
+    #[arg(long, hide = true)]
+    serve_answer_only: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if args.serve_bare_http {
-        return match ceilings::serve_bare_http().await {
+    let own_server = if args.serve_bare_http {
+        Some(ceilings::serve_bare_http().await)
+    } else if let Some(file) = &args.serve_answer_only {
+        Some(ceilings::serve_answer_only(file).await)
+    } else {
+        None
+    };
+    if let Some(served) = own_server {
+        return match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("scimgate-bench: {e}");

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::ceilings::{Ceiling, Measured, Yardstick};
+use crate::ceilings::{AnswerOnly, Ceiling, Measured, Yardstick};
 use crate::driver::{self, expect, Stats};
 use crate::process::Scimgate;
 use crate::{Args, BenchError};
@@ -99,19 +99,20 @@ impl Idp {
         let response = self.get(path).send().await?.error_for_status()?;
         Ok(response.text().await?)
     }
-    /// The same IdP against a bare server in the tool that answers every request with `answer`,
-    /// at the same URLs.
-    async fn beside(&self, answer: &str) -> Result<Idp, BenchError> {
-        let addr = crate::ceilings::serve_answer(answer.to_owned()).await?;
+    /// The same IdP against a server that answers every request with `answer`, at the same
+    /// URLs, and that server.
+    async fn beside(&self, answer: &str) -> Result<(Idp, AnswerOnly), BenchError> {
+        let server = AnswerOnly::start(answer).await?;
         let mut scim = reqwest::Url::parse(&self.scim)
             .map_err(|e| BenchError::Server(format!("the SCIM URL {}: {e}", self.scim)))?;
-        scim.set_port(Some(addr.port()))
+        scim.set_port(Some(server.addr.port()))
             .map_err(|()| BenchError::Server(format!("the SCIM URL {} has no port", self.scim)))?;
-        Ok(Idp {
+        let idp = Idp {
             http: self.http.clone(),
             scim: Arc::new(scim.as_str().trim_end_matches('/').to_owned()),
             key: self.key.clone(),
-        })
+        };
+        Ok((idp, server))
     }
     /// One PATCH of a group's members, as Entra sends them.
     async fn change_members(&self, gid: &str, op: &str, value: Vec<Value>) -> Result<(), String> {
@@ -277,21 +278,16 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
         )
         .await,
     );
-    let bare = idp.beside(&idp.answer(&lookup_path(0)).await?).await?;
     out.push(
-        ys.around(
-            Ceiling::Http,
-            driver::run(
-                "reference: the lookup's answer, from a bare server",
-                c,
-                lookups,
-                move |_| {
-                    let bare = bare.clone();
-                    async move { bare.check_lookup(0).await }
-                },
-            ),
+        answer_only(
+            "reference: the lookup's answer, answer-only server",
+            (&idp, &lookup_path(0)),
+            ys,
+            c,
+            lookups,
+            |bare| async move { bare.check_lookup(0).await },
         )
-        .await,
+        .await?,
     );
     let (i2, u2) = (idp.clone(), users.clone());
     out.push(
@@ -308,23 +304,19 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
         .await,
     );
     let first = id(&users, 0).map_err(BenchError::Server)?;
-    let bare = idp
-        .beside(&idp.answer(&format!("/Users/{first}")).await?)
-        .await?;
     out.push(
-        ys.around(
-            Ceiling::Http,
-            driver::run(
-                "reference: the user GET's answer, from a bare server",
-                c,
-                lookups,
-                move |_| {
-                    let (bare, first) = (bare.clone(), first.clone());
-                    async move { bare.check_user(&first, 0).await }
-                },
-            ),
+        answer_only(
+            "reference: the user GET's answer, answer-only server",
+            (&idp, &format!("/Users/{first}")),
+            ys,
+            c,
+            lookups,
+            move |bare| {
+                let first = first.clone();
+                async move { bare.check_user(&first, 0).await }
+            },
         )
-        .await,
+        .await?,
     );
     let (i2, g2) = (idp.clone(), groups.clone());
     out.push(ys.around(Ceiling::Http, driver::run(
@@ -483,6 +475,31 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
 }
 
 /// One full walk of `/Users`, 100 per page, by index or by cursor; one operation per page.
+/// `count` requests made by `check` to a server in a process of its own that answers each
+/// with the text scimgate answered `idp` at `path`: the most any server could reach with that
+/// answer, since the server does no work of its own.
+async fn answer_only<F, Fut>(
+    name: &str,
+    (idp, path): (&Idp, &str),
+    ys: &Yardstick,
+    concurrency: usize,
+    count: u64,
+    check: F,
+) -> Result<Measured, BenchError>
+where
+    F: Fn(Idp) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let (bare, server) = idp.beside(&idp.answer(path).await?).await?;
+    let _watching = driver::watch_for_a_while(server.pid);
+    Ok(ys
+        .around(
+            Ceiling::Http,
+            driver::run(name, concurrency, count, move |_| check(bare.clone())),
+        )
+        .await)
+}
+
 async fn walk(idp: &Idp, n: u64, cursor: bool) -> Stats {
     let name = if cursor {
         "paging: cursor walk, 100 per page"
