@@ -8,7 +8,8 @@
 //! driver's hand-overs cost beside it; and, when the run is on PostgreSQL, the same through
 //! sqlx's PostgreSQL pool, the floor under any PostgreSQL lookup. The two ceilings' servers
 //! stay up for the whole run, and each scenario is compared with them as measured again just
-//! around it ([`Yardstick`]).
+//! around it ([`Yardstick`]). For the scenarios' references, a server that only sends back an
+//! answer scimgate gave ([`AnswerOnly`]).
 
 use std::net::SocketAddr;
 use std::str::FromStr;

@@ -74,8 +74,7 @@ impl Idp {
     }
     /// `GET /Users?filter=userName eq "…"`, as an IdP asks before it creates.
     async fn find_user(&self, name: &str) -> Result<Value, String> {
-        let filter = encode(&format!("userName eq \"{name}\""));
-        expect(self.get(&format!("/Users?filter={filter}")), 200).await
+        expect(self.get(&lookup_path(name)), 200).await
     }
     /// Finds user `i` by its userName, and checks the answer is that user alone.
     async fn check_lookup(&self, i: u64) -> Result<(), String> {
@@ -133,11 +132,9 @@ impl Idp {
     }
 }
 
-fn lookup_path(i: u64) -> String {
-    format!(
-        "/Users?filter={}",
-        encode(&format!("userName eq \"{}\"", user_name(i, RUN)))
-    )
+fn lookup_path(name: &str) -> String {
+    let filter = encode(&format!("userName eq \"{name}\""));
+    format!("/Users?filter={filter}")
 }
 
 fn encode(s: &str) -> String {
@@ -280,8 +277,8 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
     );
     out.push(
         answer_only(
-            "reference: the lookup's answer, answer-only server",
-            (&idp, &lookup_path(0)),
+            "reference: answer-only, filtered lookup",
+            (&idp, &lookup_path(&user_name(0, RUN))),
             ys,
             c,
             lookups,
@@ -306,7 +303,7 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
     let first = id(&users, 0).map_err(BenchError::Server)?;
     out.push(
         answer_only(
-            "reference: the user GET's answer, answer-only server",
+            "reference: answer-only, GET user by id",
             (&idp, &format!("/Users/{first}")),
             ys,
             c,
@@ -474,7 +471,6 @@ pub async fn run(args: &Args, server: &Scimgate, ys: &Yardstick) -> Result<Resul
     })
 }
 
-/// One full walk of `/Users`, 100 per page, by index or by cursor; one operation per page.
 /// `count` requests made by `check` to a server in a process of its own that answers each
 /// with the text scimgate answered `idp` at `path`: the most any server could reach with that
 /// answer, since the server does no work of its own.
@@ -500,6 +496,7 @@ where
         .await)
 }
 
+/// One full walk of `/Users`, 100 per page, by index or by cursor; one operation per page.
 async fn walk(idp: &Idp, n: u64, cursor: bool) -> Stats {
     let name = if cursor {
         "paging: cursor walk, 100 per page"
