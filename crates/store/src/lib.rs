@@ -223,6 +223,18 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         write: ResourceWrite,
     ) -> StoreResult<WriteOutcome>;
+    /// Creates a user with `connection` as its caller read it: a SCIM request has, to
+    /// authenticate, so the store maps the user and describes its events with it instead of
+    /// reading it again, a round trip fewer on the create that makes up most of an initial
+    /// sync. A connection changed since it was read is a change that raced the create: the
+    /// user is stored as of the mapping generation it was mapped with, and the mapping worker
+    /// maps it again.
+    async fn create_user(
+        &self,
+        connection: &Connection,
+        id: &str,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome>;
     async fn resource(
         &self,
         connection_id: &str,

@@ -4,7 +4,9 @@
 //! A change to a connection or its keys made through this process ([`ScimKeyCache::invalidate`])
 //! takes effect on the next request. A change made through another process sharing the
 //! database is seen once the entry is older than the time to live, so the TTL bounds how long a
-//! revoked key or a disabled connection keeps working there.
+//! revoked key or a disabled connection keeps working there, and how long users created there
+//! are mapped with the connection's previous mapping (the mapping worker then maps them again:
+//! creates map with the connection authentication resolved).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

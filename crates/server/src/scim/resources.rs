@@ -208,10 +208,15 @@ async fn create(
         members,
         mapped: None,
     };
-    let outcome = state
-        .store
-        .create_resource(&ctx.connection.id, kind, &id, write)
-        .await?;
+    let outcome = match kind {
+        Kind::User => state.store.create_user(&ctx.connection, &id, write).await?,
+        Kind::Group => {
+            state
+                .store
+                .create_resource(&ctx.connection.id, kind, &id, write)
+                .await?
+        }
+    };
     let stored = as_written(
         state,
         ctx,

@@ -331,18 +331,18 @@ where
 }
 
 impl PgStore {
-    /// A new user (one without members, as every SCIM user is) in two round trips instead of
-    /// eight: the connection is read, then one statement inserts the row, its emails and its
+    /// A new user (one without members, as every SCIM user is), mapped with `connection`, in
+    /// one round trip instead of eight: one statement inserts the row, its emails and its
     /// events, and PostgreSQL commits it on its own, atomically and durably before it answers.
     /// Creates are the bulk of an initial sync, and each round trip costs both processes CPU.
-    async fn create_user(
+    async fn insert_user(
         &self,
+        connection: Option<Connection>,
         connection_id: &str,
         id: &str,
         mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
         let at = from_micros(micros(now()));
-        let connection = connection_in(&self.statements, connection_id).await?;
         let (resource, new_events) =
             WriteContext::new_user(connection, &*self.events, id, at, &mut write);
         let mut statement = QueryBuilder::new("WITH created AS (");
@@ -978,7 +978,8 @@ impl Store for PgStore {
         mut write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
         if kind == Kind::User && write.members.is_empty() {
-            return self.create_user(connection_id, id, write).await;
+            let connection = connection_in(&self.statements, connection_id).await?;
+            return self.insert_user(connection, connection_id, id, write).await;
         }
         let at = from_micros(micros(now()));
         let mut tx = self.pool.begin().await?;
@@ -1019,6 +1020,21 @@ impl Store for PgStore {
             resource,
             members: delta,
         })
+    }
+
+    async fn create_user(
+        &self,
+        connection: &Connection,
+        id: &str,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome> {
+        if !write.members.is_empty() {
+            return self
+                .create_resource(&connection.id, Kind::User, id, write)
+                .await;
+        }
+        self.insert_user(Some(connection.clone()), &connection.id, id, write)
+            .await
     }
 
     async fn resource(

@@ -403,6 +403,29 @@ impl SqliteStore {
         Ok(delta)
     }
 
+    /// A new user (one without members, as every SCIM user is), mapped with `connection` and
+    /// described here, concurrently with other requests, not on the writer, as PostgreSQL's
+    /// create does. A connection deleted meanwhile fails the insert on its foreign key.
+    async fn insert_user(
+        &self,
+        connection: Option<Connection>,
+        connection_id: &str,
+        id: &str,
+        mut write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome> {
+        let at = from_micros(micros(now()));
+        let (resource, new_events) =
+            WriteContext::new_user(connection, &*self.events, id, at, &mut write);
+        let connection_id = connection_id.to_owned();
+        self.commits
+            .write_atomic(move |conn| {
+                Box::pin(async move {
+                    insert_user_in(conn, &connection_id, write, resource, new_events).await
+                })
+            })
+            .await
+    }
+
     fn push_indexed(qb: &mut QueryBuilder<'_, Sqlite>, predicate: &Indexed) {
         match predicate {
             Indexed::Id(id) => {
@@ -1085,27 +1108,13 @@ impl Store for SqliteStore {
         connection_id: &str,
         kind: Kind,
         id: &str,
-        mut write: ResourceWrite,
+        write: ResourceWrite,
     ) -> StoreResult<WriteOutcome> {
-        let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
         if kind == Kind::User && write.members.is_empty() {
-            // The connection is read and the user mapped and described here, concurrently with
-            // other requests, not on the writer, as PostgreSQL's create does. A mapping changed
-            // meanwhile leaves this user one generation behind, so the mapping worker maps it
-            // again; a connection deleted meanwhile fails the insert on its foreign key.
-            let connection = self.connection(&connection_id).await?;
-            let at = from_micros(micros(now()));
-            let (resource, new_events) =
-                WriteContext::new_user(connection, &*self.events, &id, at, &mut write);
-            return self
-                .commits
-                .write_atomic(move |conn| {
-                    Box::pin(async move {
-                        insert_user_in(conn, &connection_id, write, resource, new_events).await
-                    })
-                })
-                .await;
+            let connection = self.connection(connection_id).await?;
+            return self.insert_user(connection, connection_id, id, write).await;
         }
+        let (connection_id, id) = (connection_id.to_owned(), id.to_owned());
         let events = self.events.clone();
         self.commits
             .write(move |tx| {
@@ -1113,6 +1122,21 @@ impl Store for SqliteStore {
                     create_resource_in(tx, &*events, &connection_id, kind, &id, write).await
                 })
             })
+            .await
+    }
+
+    async fn create_user(
+        &self,
+        connection: &Connection,
+        id: &str,
+        write: ResourceWrite,
+    ) -> StoreResult<WriteOutcome> {
+        if !write.members.is_empty() {
+            return self
+                .create_resource(&connection.id, Kind::User, id, write)
+                .await;
+        }
+        self.insert_user(Some(connection.clone()), &connection.id, id, write)
             .await
     }
 

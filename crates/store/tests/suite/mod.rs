@@ -1488,6 +1488,93 @@ pub async fn users_created_while_the_mapping_changes_are_left_to_the_recompute(s
     );
 }
 
+/// A SCIM create passes the connection it read to authenticate. Read before a mapping change,
+/// it maps the user as of the older generation, which the recompute then takes; read after,
+/// as current. Either way the user, its emails and its event are stored whole, and a taken
+/// userName is refused as by any create.
+pub async fn users_created_with_the_callers_connection(store: &dyn Store) {
+    let (a, ka) = new_connection("known");
+    let before = store.create_connection(a, ka).await.expect("create");
+    let after = store
+        .update_connection(
+            &before.id,
+            ConnectionUpdate {
+                custom_mapping: Some(Some(StoredMapping {
+                    value: json!({"group_role_mappings": []}),
+                    reads_groups: false,
+                })),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(after.mapping_generation, before.mapping_generation + 1);
+    let last = events_after(store, 0)
+        .await
+        .last()
+        .map_or(0, |e| e.sequence);
+
+    let stale = store
+        .create_user(&before, "stale", user("stale", "stale@x"))
+        .await
+        .expect("stale");
+    let current = store
+        .create_user(&after, "current", user("current", "current@x"))
+        .await
+        .expect("current");
+    for (created, generation) in [
+        (&stale, before.mapping_generation),
+        (&current, after.mapping_generation),
+    ] {
+        let stored = store
+            .resource(&after.id, Kind::User, &created.resource.id, Load::default())
+            .await
+            .expect("read")
+            .expect("user");
+        assert_eq!(stored.body, created.resource.body);
+        assert_eq!(stored.version, 1);
+        assert_eq!(
+            stored.mapped.as_ref().expect("mapped").generation,
+            generation,
+            "{} is stored as of the generation it was mapped with",
+            stored.id
+        );
+        assert_eq!(
+            with_email(store, &after.id, &format!("{}@x", created.resource.id)).await,
+            vec![created.resource.id.clone()]
+        );
+    }
+    let claimed: Vec<String> = store
+        .claim_stale_users(10, std::time::Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|c| c.resource.id)
+        .collect();
+    assert_eq!(
+        claimed,
+        vec!["stale".to_owned()],
+        "only the stale one is remapped"
+    );
+
+    let events = events_after(store, last).await;
+    assert_eq!(types(&events), vec!["user.created", "user.created"]);
+    assert!(events
+        .iter()
+        .all(|e| e.connection_id.as_deref() == Some(after.id.as_str())));
+
+    let taken = store
+        .create_user(&after, "again", user("STALE", "other@x"))
+        .await;
+    assert!(matches!(taken, Err(StoreError::UserNameTaken(_))));
+    assert!(store
+        .resource(&after.id, Kind::User, "again", Load::default())
+        .await
+        .expect("read")
+        .is_none());
+}
+
 /// [`describer`] that also gives users a mapped view: their userName and their groups' names.
 pub fn mapper() -> std::sync::Arc<dyn EventSource> {
     struct Mapper;
@@ -2402,7 +2489,8 @@ macro_rules! store_suite {
         );
         $crate::store_suite!(@cases $make(suite::mapper());
             writes_store_the_mapped_view,
-            users_created_while_the_mapping_changes_are_left_to_the_recompute
+            users_created_while_the_mapping_changes_are_left_to_the_recompute,
+            users_created_with_the_callers_connection
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
