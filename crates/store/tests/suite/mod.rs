@@ -1413,6 +1413,24 @@ pub async fn writes_store_the_mapped_view(store: &dyn Store) {
     assert_eq!(read().await, stored, "nothing rewritten");
 }
 
+/// Gives the connection a custom mapping, which starts a new mapping generation.
+async fn remap(store: &dyn Store, connection_id: &str) -> Connection {
+    store
+        .update_connection(
+            connection_id,
+            ConnectionUpdate {
+                custom_mapping: Some(Some(StoredMapping {
+                    value: json!({"group_role_mappings": []}),
+                    reads_groups: false,
+                })),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists")
+}
+
 /// A create maps its user from the connection as it read it, which a mapping change may
 /// overtake before the insert: the user must then be stored as of the generation it was mapped
 /// with, so that the recompute takes it, never as current.
@@ -1435,20 +1453,7 @@ pub async fn users_created_while_the_mapping_changes_are_left_to_the_recompute(s
     });
     let change = async {
         tokio::task::yield_now().await;
-        store
-            .update_connection(
-                &a.id,
-                ConnectionUpdate {
-                    custom_mapping: Some(Some(StoredMapping {
-                        value: json!({"group_role_mappings": []}),
-                        reads_groups: false,
-                    })),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("update")
-            .expect("exists")
+        remap(store, &a.id).await
     };
     let (created, changed) = tokio::join!(futures::future::join_all(creates), change);
     assert_eq!(changed.mapping_generation, a.mapping_generation + 1);
@@ -1495,20 +1500,7 @@ pub async fn users_created_while_the_mapping_changes_are_left_to_the_recompute(s
 pub async fn users_created_with_the_callers_connection(store: &dyn Store) {
     let (a, ka) = new_connection("known");
     let before = store.create_connection(a, ka).await.expect("create");
-    let after = store
-        .update_connection(
-            &before.id,
-            ConnectionUpdate {
-                custom_mapping: Some(Some(StoredMapping {
-                    value: json!({"group_role_mappings": []}),
-                    reads_groups: false,
-                })),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("update")
-        .expect("exists");
+    let after = remap(store, &before.id).await;
     assert_eq!(after.mapping_generation, before.mapping_generation + 1);
     let last = events_after(store, 0)
         .await
