@@ -309,10 +309,14 @@ fn answer_only(body: String) -> Router {
 /// [`answer_only`] with the text of `file`, until killed, after printing its address on the
 /// first line.
 pub async fn serve_answer_only(file: &std::path::Path) -> Result<(), BenchError> {
-    let body = std::fs::read_to_string(file)?;
+    serve_until_killed(answer_only(std::fs::read_to_string(file)?)).await
+}
+
+/// Serves `app` after printing its address on the first line, for [`start_self`].
+async fn serve_until_killed(app: Router) -> Result<(), BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?);
-    axum::serve(listener, answer_only(body)).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
@@ -321,8 +325,7 @@ pub async fn serve_answer_only(file: &std::path::Path) -> Result<(), BenchError>
 /// any server could reach with that answer.
 pub struct AnswerOnly {
     pub addr: SocketAddr,
-    pub pid: u32,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     _dir: tempfile::TempDir,
 }
 
@@ -338,10 +341,13 @@ impl AnswerOnly {
         .await?;
         Ok(AnswerOnly {
             addr,
-            pid: child.id().unwrap_or(0),
-            _child: child,
+            child,
             _dir: dir,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
     }
 }
 
@@ -429,10 +435,7 @@ async fn durable_writes(
 
 /// Serves [`bare_http`] until killed, after printing its address on the first line.
 pub async fn serve_bare_http() -> Result<(), BenchError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!("{}", listener.local_addr()?);
-    axum::serve(listener, bare_http()).await?;
-    Ok(())
+    serve_until_killed(bare_http()).await
 }
 
 /// The same bare server in a process of its own, as scimgate runs, so that its CPU time is

@@ -487,7 +487,7 @@ where
     Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
     let (bare, server) = idp.beside(&idp.answer(path).await?).await?;
-    let _watching = driver::watch_for_a_while(server.pid);
+    let _watching = driver::watch_for_a_while(server.pid());
     Ok(ys
         .around(
             Ceiling::Http,
